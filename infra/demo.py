@@ -1,0 +1,201 @@
+"""``vigil demo``: the whole platform on one machine, on footage it generates itself.
+
+Starts the embedded stack, the scoring worker (Serve app on the local Ray), the API, the
+dashboard and synthetic SynthCity cameras; prints URLs and a live summary; stops in order
+after ``minutes`` or on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vigil.config import CameraConfig, CameraParams, Settings, SyntheticSource
+
+log = logging.getLogger(__name__)
+
+DEMO_PROMPT_SETS = {"campus_walkway": "walkway"}  # a walking-only zone: cycling is abnormal there
+DEMO_SCENES = ["campus_walkway", "street", "plaza", "parking_lot", "subway_platform", "shop_floor"]
+
+
+def demo_cameras(n: int, defaults: CameraParams) -> list[CameraConfig]:
+    """``n`` SynthCity cameras over the scene types, inheriting the configured camera defaults.
+
+    2-second segments (8 frames at 4 fps) so that the calibration periods (model, then event
+    threshold) pass within the first minute of a short demo.
+    """
+    cams = []
+    for i in range(n):
+        scene = DEMO_SCENES[i % len(DEMO_SCENES)]
+        params = defaults.model_copy(update={"frames_per_segment": 8, "context": scene,
+                                             "prompt_set": DEMO_PROMPT_SETS.get(scene, defaults.prompt_set)})
+        cams.append(CameraConfig(id=f"cam-{i + 1:02d}", name=f"{scene.replace('_', ' ')} {i + 1}",
+                                 source=SyntheticSource(scene=scene, seed=1000 + i, realtime=True, anomaly_rate=0.3),
+                                 params=params))
+    return cams
+
+
+def _demo_settings(s: Settings, n_cameras: int) -> Settings:
+    upd: dict[str, Any] = {}
+    if not s.cameras:
+        upd["cameras"] = demo_cameras(n_cameras, s.camera_defaults)
+    return s.model_copy(update=upd) if upd else s
+
+
+def _free(port: int) -> int:
+    """``port`` if it is free on loopback, else any free port."""
+    import socket
+
+    from infra.embedded import free_port
+
+    if port == 0:
+        return free_port()
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            return free_port()
+
+
+def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dashboard: bool = True,
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
+    import uvicorn
+    from sqlmodel import Session, func, select
+
+    from infra.embedded import EmbeddedStack
+    from services.api.main import create_app
+    from services.ingest.runner import IngestService
+    from services.scoring.deploy import deploy_scoring_app, handle_score_fn
+    from services.scoring.evidence_maintainer import EvidenceMaintainer
+    from services.scoring.sink import Sink
+    from services.scoring.worker import ScoringWorker
+    from vigil.bus import ensure_topics, make_consumer, make_producer
+    from vigil.db import make_engine
+    from vigil.models import Event, SegmentScore
+    from vigil.objectstore import ObjectStore
+
+    settings = _demo_settings(settings, n_cameras)
+    t_begin = time.monotonic()
+    stack = EmbeddedStack(settings)
+    s = stack.start()
+    stop = threading.Event()
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    threads: list[threading.Thread] = []
+    dash_proc = None
+    api_server = None
+    ingest = None
+    worker = None
+    evidence = None
+    try:
+        api_port, dash_port = _free(s.api.port), _free(s.dashboard.port)
+        s = s.model_copy(update={"api": s.api.model_copy(update={"port": api_port}),
+                                 "dashboard": s.dashboard.model_copy(update={"port": dash_port})})
+        engine = make_engine(s.database_url)
+        ensure_topics(s.kafka)
+        echo(f"deploying the scoring app (backbone {s.model.backbone}) ...")
+        handle = deploy_scoring_app(s)
+        worker = ScoringWorker(
+            s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=ObjectStore(s.s3),
+            producer=make_producer(s.kafka, "vigil-scoring"),
+            consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
+        )
+        threads.append(threading.Thread(target=worker.run, name="score-worker", daemon=True))
+        evidence = EvidenceMaintainer(ObjectStore(s.s3), engine, s).start()
+
+        api_server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=api_port, log_level="warning"))
+        threads.append(threading.Thread(target=api_server.run, name="api", daemon=True))
+        for th in threads:
+            th.start()
+        ready_by = time.monotonic() + 60
+        while not api_server.started and time.monotonic() < ready_by:  # print URLs that answer
+            time.sleep(0.1)
+
+        if dashboard:
+            from services.cli import _streamlit_argv
+
+            env = {**os.environ, "VIGIL_DASHBOARD_API_URL": f"http://127.0.0.1:{api_port}",
+                   "VIGIL_DASHBOARD_API_KEY": s.api.admin_key.get_secret_value()}
+            log_file = open(stack.log_dir / "dashboard.log", "ab")  # noqa: SIM115
+            dash_proc = subprocess.Popen(_streamlit_argv(s, dash_port), env=env, stdout=log_file,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+        ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"))
+        ingest.start()
+        echo(f"API        http://127.0.0.1:{api_port}   (header X-API-Key: the api.admin_key setting; try /events)")
+        if dashboard:
+            echo(f"dashboard  http://127.0.0.1:{dash_port}")
+        echo(f"cameras    {', '.join(c.id for c in s.cameras)}")
+        echo(f"logs       {stack.log_dir}")
+        deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
+        last = 0.0
+        while not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if all(h.state in ("finished", "failed") for h in ingest.health()):
+                break
+            stop.wait(1.0)
+            if time.monotonic() - last >= 10:
+                last = time.monotonic()
+                with Session(engine) as db:
+                    n_seg = db.exec(select(func.count()).select_from(SegmentScore)).one()
+                    n_ev = db.exec(select(func.count()).select_from(Event)).one()
+                echo(f"[{time.monotonic() - t_begin:6.0f}s] segments scored {n_seg}, events {n_ev}")
+        echo("stopping: draining the scoring queue ...")
+        ingest.shutdown()
+        _drain(worker, timeout=60)
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if worker is not None:
+            worker.close()
+        if evidence is not None:
+            evidence.close()
+        if api_server is not None:
+            api_server.should_exit = True
+        if dash_proc is not None:
+            os.killpg(dash_proc.pid, signal.SIGTERM)
+            dash_proc.wait(10)
+        for th in threads:
+            th.join(10)
+        summary = _summary(s, time.monotonic() - t_begin) if stack.procs else {}
+        stack.stop()
+    echo(f"demo done: {summary}")
+    return summary
+
+
+def _drain(worker: Any, timeout: float) -> None:
+    """Wait until the worker has caught up with what ingest published."""
+    deadline = time.monotonic() + timeout
+    last, still = -1, 0
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        if worker.processed == last:
+            still += 1
+            if still >= 3:
+                return
+        else:
+            last, still = worker.processed, 0
+
+
+def _summary(s: Settings, seconds: float) -> dict[str, Any]:
+    from sqlmodel import Session, func, select
+
+    from vigil.db import make_engine
+    from vigil.models import Event, SegmentScore
+
+    engine = make_engine(s.database_url)
+    with Session(engine) as db:
+        n_seg = db.exec(select(func.count()).select_from(SegmentScore)).one()
+        n_ev = db.exec(select(func.count()).select_from(Event)).one()
+        n_cam = db.exec(select(func.count(func.distinct(SegmentScore.camera_id)))).one()
+    engine.dispose()
+    return {"segments": int(n_seg), "events": int(n_ev), "cameras": int(n_cam), "seconds": round(seconds, 1)}

@@ -1,0 +1,1 @@
+"""SQL for the API: small keyword-only functions; routes never build queries themselves."""

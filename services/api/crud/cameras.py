@@ -1,0 +1,71 @@
+"""Cameras. ``source_uri`` is written here and read only by ingest; never returned."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from vigil.models import Camera, CameraCreate, CameraState, SegmentScore, utcnow
+
+
+def list_cameras(session: Session, *, allowed_cameras: frozenset[str] | None) -> Sequence[Camera]:
+    stmt = select(Camera).order_by(Camera.id)
+    if allowed_cameras is not None:
+        stmt = stmt.where(Camera.id.in_(sorted(allowed_cameras)))
+    return session.exec(stmt).all()
+
+
+def get_camera(session: Session, *, camera_id: str, allowed_cameras: frozenset[str] | None) -> Camera | None:
+    if allowed_cameras is not None and camera_id not in allowed_cameras:
+        return None
+    return session.get(Camera, camera_id)
+
+
+def create_camera(session: Session, *, camera_in: CameraCreate) -> Camera:
+    cam = Camera.model_validate(camera_in, update={"created_at": utcnow()})
+    session.add(cam)
+    session.commit()
+    session.refresh(cam)
+    return cam
+
+
+def update_camera(session: Session, *, camera: Camera, changes: dict) -> Camera:
+    for k, v in changes.items():
+        setattr(camera, k, v)
+    session.add(camera)
+    session.commit()
+    session.refresh(camera)
+    return camera
+
+
+def delete_camera(session: Session, *, camera: Camera) -> None:
+    session.delete(camera)
+    session.commit()
+
+
+def list_scores(
+    session: Session, *, camera_id: str, since: datetime | None, until: datetime | None, limit: int
+) -> list[SegmentScore]:
+    """Segment scores of a camera, oldest first: the first ``limit`` after ``since``, or the
+    latest ``limit`` when no ``since`` is given."""
+    stmt = select(SegmentScore).where(SegmentScore.camera_id == camera_id)
+    if since is not None:
+        stmt = stmt.where(SegmentScore.t_start >= since)
+    if until is not None:
+        stmt = stmt.where(SegmentScore.t_start < until)
+    if since is not None:
+        return list(session.exec(stmt.order_by(SegmentScore.t_start, SegmentScore.seq).limit(limit)))
+    rows = list(session.exec(stmt.order_by(SegmentScore.t_start.desc(), SegmentScore.seq.desc()).limit(limit)))
+    return rows[::-1]
+
+
+def camera_state(session: Session, *, camera_id: str) -> tuple[CameraState | None, SegmentScore | None]:
+    """The scoring state row of a camera and its newest segment score (either may be None)."""
+    state = session.get(CameraState, camera_id)
+    last = session.exec(
+        select(SegmentScore).where(SegmentScore.camera_id == camera_id)
+        .order_by(SegmentScore.t_start.desc()).limit(1)
+    ).first()
+    return state, last

@@ -1,0 +1,126 @@
+"""Camera CRUD. Source URLs are write-only: responses say only whether one is set."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from sqlalchemy.exc import IntegrityError
+
+from services.api.crud import cameras as crud
+from services.api.deps import AdminDep, SessionDep, ViewerDep
+from vigil.models import utcnow
+from services.api.crud.events import as_utc
+from services.api.schemas import CameraHealth, CameraOut, Problem, ScoreOut, ScoresPage
+from vigil.models import Camera, CameraCreate, CameraUpdate
+
+router = APIRouter(prefix="/cameras", tags=["cameras"])
+
+CameraId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+_404 = {404: {"model": Problem, "description": "no such camera (or not visible to you)"}}
+
+
+def _out(cam: Camera) -> CameraOut:
+    return CameraOut(
+        id=cam.id, name=cam.name, source_type=cam.source_type, context=cam.context, enabled=cam.enabled,
+        has_source_uri=bool(cam.source_uri), created_at=cam.created_at,
+    )
+
+
+@router.get("", response_model=list[CameraOut], summary="cameras visible to the caller")
+def list_cameras(session: SessionDep, principal: ViewerDep) -> list[CameraOut]:
+    return [_out(c) for c in crud.list_cameras(session, allowed_cameras=principal.cameras)]
+
+
+@router.get("/{camera_id}", response_model=CameraOut, responses=_404)
+def get_camera(camera_id: CameraId, session: SessionDep, principal: ViewerDep) -> CameraOut:
+    cam = crud.get_camera(session, camera_id=camera_id, allowed_cameras=principal.cameras)
+    if cam is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+    return _out(cam)
+
+
+@router.post(
+    "", response_model=CameraOut, status_code=status.HTTP_201_CREATED,
+    responses={409: {"model": Problem, "description": "a camera with this id exists"}},
+)
+def create_camera(body: CameraCreate, session: SessionDep, _: AdminDep) -> CameraOut:
+    body = CameraCreate.model_validate(body.model_dump())  # enforce the model's own constraints
+    if session.get(Camera, body.id) is not None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="a camera with this id exists")
+    try:
+        cam = crud.create_camera(session, camera_in=body)
+    except IntegrityError:
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="a camera with this id exists") from None
+    return _out(cam)
+
+
+@router.patch("/{camera_id}", response_model=CameraOut, responses=_404)
+def update_camera(camera_id: CameraId, body: CameraUpdate, session: SessionDep, principal: AdminDep) -> CameraOut:
+    cam = crud.get_camera(session, camera_id=camera_id, allowed_cameras=principal.cameras)
+    if cam is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("source_type", "context", "enabled"):
+        if required in changes and changes[required] is None:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{required} cannot be null")
+    return _out(crud.update_camera(session, camera=cam, changes=changes))
+
+
+@router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_404)
+def delete_camera(camera_id: CameraId, session: SessionDep, principal: AdminDep) -> Response:
+    cam = crud.get_camera(session, camera_id=camera_id, allowed_cameras=principal.cameras)
+    if cam is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+    crud.delete_camera(session, camera=cam)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _visible(principal, camera_id: str) -> None:  # noqa: ANN001
+    # cameras may come from the configuration without a row: only the caller's limit applies
+    if not principal.may_see(camera_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+
+
+def _utc_param(v: datetime | None) -> datetime | None:
+    try:
+        return as_utc(v) if v is not None else None
+    except OverflowError:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="time out of range") from None
+
+
+@router.get("/{camera_id}/scores", response_model=ScoresPage, responses=_404,
+            summary="segment scores of a camera (oldest first) and its event threshold")
+def camera_scores(
+    camera_id: CameraId, session: SessionDep, principal: ViewerDep, request: Request,
+    since: Annotated[datetime | None, Query(description="segments starting at or after")] = None,
+    until: Annotated[datetime | None, Query(description="segments starting before")] = None,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> ScoresPage:
+    _visible(principal, camera_id)
+    rows = crud.list_scores(session, camera_id=camera_id, since=_utc_param(since), until=_utc_param(until),
+                            limit=limit)
+    settings = request.app.state.settings
+    threshold = settings.params_for(camera_id).threshold if settings is not None else None
+    return ScoresPage(items=[ScoreOut.model_validate(r, from_attributes=True) for r in rows], threshold=threshold)
+
+
+@router.get("/{camera_id}/health", response_model=CameraHealth, responses=_404,
+            summary="is the camera being scored: from its scoring state and newest segment")
+def camera_health(camera_id: CameraId, session: SessionDep, principal: ViewerDep, request: Request) -> CameraHealth:
+    _visible(principal, camera_id)
+    state, last = crud.camera_state(session, camera_id=camera_id)
+    stall = request.app.state.stall_after_s
+    seen = [as_utc(t) for t in (state.updated_at if state else None, last.scored_at if last else None) if t]
+    if not seen:
+        verdict = "unknown"
+    else:
+        verdict = "running" if utcnow() - max(seen) <= timedelta(seconds=stall) else "stalled"
+    return CameraHealth(
+        camera_id=camera_id, state=verdict, last_segment_at=last.t_end if last else None,
+        last_seq=state.last_seq if state else (last.seq if last else None),
+        scored_at=state.updated_at if state else None, stall_after_s=stall,
+    )

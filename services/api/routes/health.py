@@ -1,0 +1,66 @@
+"""Liveness (open), readiness and Prometheus metrics (authenticated)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from services.api.deps import EngineDep, StoreDep, ViewerDep
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    database: str
+    object_store: str
+
+
+@router.get("/health", response_model=Health, summary="liveness (no authentication)")
+def health() -> Health:
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready", response_model=Readiness, summary="readiness: database and object store reachable",
+    responses={503: {"model": Readiness, "description": "a dependency is unavailable"}},
+)
+def ready(_: ViewerDep, engine: EngineDep, store: StoreDep) -> Response:
+    db = "ok"
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # report, never raise: readiness must answer
+        db = f"unavailable: {type(exc).__name__}"
+    if store is None:
+        obj = "not configured"
+    else:
+        try:
+            store.client.bucket_exists(store.bucket)
+            obj = "ok"
+        except Exception as exc:
+            obj = f"unavailable: {type(exc).__name__}"
+    ok = db == "ok" and obj in {"ok", "not configured"}
+    body = Readiness(status="ready" if ok else "not ready", database=db, object_store=obj)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get(
+    "/metrics", summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+def metrics(_: ViewerDep, request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def openapi_document(_: ViewerDep, request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())

@@ -1,0 +1,122 @@
+"""Response and request bodies that are not a table family of ``vigil.models``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_serializer
+
+from vigil.models import EventPublicFull, FeedbackPublic, SegmentScorePublic, UtcDateTime
+
+
+def _utc(v: datetime | None) -> datetime | None:
+    if v is None:
+        return None
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+
+class EventOut(EventPublicFull):
+    """An event as the API returns it (times always in UTC with an offset)."""
+
+    @field_serializer("t_start", "t_end", "created_at", "updated_at")
+    def _ser_ts(self, v: datetime | None) -> str | None:
+        v = _utc(v)
+        return v.isoformat() if v is not None else None
+
+
+class EventPage(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page; null on the last page")
+
+
+class EventDetail(EventOut):
+    clip_url: str | None = Field(None, description="short-lived presigned URL of the evidence clip")
+    thumbnail_url: str | None = Field(None, description="short-lived presigned URL of the thumbnail")
+    urls_expire_in_s: int | None = None
+    feedback: list[FeedbackPublic] = Field(default_factory=list)
+
+
+class FeedbackIn(BaseModel):
+    label: Literal["true_positive", "false_positive"]
+    note: str | None = Field(None, max_length=2000)
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+Role = Literal["viewer", "analyst", "admin"]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$"
+_CAMERA = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class UserCreate(BaseModel):
+    name: str = Field(pattern=_NAME, max_length=200)
+    role: Role = "viewer"
+    cameras: list[Annotated[str, Field(pattern=_CAMERA)]] | None = Field(
+        None, max_length=1000, description="camera ids the user may see; null = all"
+    )
+
+
+class UserUpdate(BaseModel):
+    role: Role | None = None
+    cameras: list[Annotated[str, Field(pattern=_CAMERA)]] | None = Field(None, max_length=1000)
+    disabled: bool | None = None
+
+
+class KeyCreate(BaseModel):
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class KeyCreated(BaseModel):
+    id: int
+    user_id: int
+    prefix: str
+    key: str = Field(description="the key itself: shown once, store it now (only its hash is kept)")
+    expires_at: UtcDateTime | None = None
+
+
+class Me(BaseModel):
+    name: str
+    role: Role
+    cameras: list[str] | None
+
+
+class CameraOut(BaseModel):
+    """A camera as returned: the source URL (may hold credentials) is never included."""
+
+    id: str
+    name: str | None
+    source_type: str
+    context: str
+    enabled: bool
+    has_source_uri: bool
+    created_at: UtcDateTime
+
+
+class PromptSetIn(BaseModel):
+    normal: list[str] = Field(min_length=1, max_length=500)
+    abnormal: list[str] = Field(min_length=1, max_length=500)
+    scene: list[str] = Field(default_factory=list, max_length=500)
+    template: str = Field("{}", max_length=500)
+
+
+class ScoreOut(SegmentScorePublic):
+    t_start: UtcDateTime
+    t_end: UtcDateTime
+
+
+class ScoresPage(BaseModel):
+    items: list[ScoreOut] = Field(description="segment scores, oldest first")
+    threshold: float | None = Field(None, description="the camera's event threshold from the configuration")
+
+
+class CameraHealth(BaseModel):
+    camera_id: str
+    state: Literal["running", "stalled", "unknown"] = Field(
+        description="running: a segment was scored within stall_after_s; stalled: not since; unknown: never")
+    last_segment_at: UtcDateTime | None = Field(None, description="end time of the newest scored segment")
+    last_seq: int | None = None
+    scored_at: UtcDateTime | None = Field(None, description="when the scoring state was last written")
+    stall_after_s: float

@@ -1,0 +1,392 @@
+"""``vigil bench``: N SynthCity cameras through the real embedded stack, against the bare encoder.
+
+One run measures, on the same machine and model:
+
+1. **bare encoder** throughput: the same backbone, threads and per-segment forward
+   (Encode runs one forward per segment of T frames) in a tight in-process loop — the
+   limit of this machine. Measured before and after the end-to-end run (the machine is
+   shared; both are reported, their mean is the reference).
+2. **end to end**: cameras → ingest (JPEG, S3, Kafka) → scoring worker (prefetch/decode,
+   Serve Encode/Score, SQL sink, offsets) on the real embedded stack (Tansu, SeaweedFS,
+   SQLite, Ray on loopback). Throughput is frames in rows committed per second over the
+   busy window; latency is segment end → committed row (``scored_at - t_end``).
+
+The cameras' frames are rendered before the clock starts and replayed in real time from
+image folders (a real camera's pixels cost the scoring machine nothing); camera starts
+are staggered over one segment so their segments do not all end at the same instant.
+``load`` sets the offered frame rate as a fraction of the bare throughput measured first
+(``load=0.5``: half load; ``load>=1.2``: saturation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchResult:
+    bare_fps: float
+    e2e_fps: float
+    ratio: float
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_p99_s: float
+    segment_compute_s: float
+    latency_p95_over_compute: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(d.pop("extra"))
+        return d
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def render_cameras(n: int, n_frames: int, out_dir: Path, *, width: int = 320, height: int = 240,
+                   fps: float = 4.0, seed0: int = 1_000_000) -> list[Path]:
+    """Render ``n`` SynthCity cameras (held-out seeds, scenes round-robin) into JPEG folders."""
+    import cv2
+
+    from vigil.synthcity import SCENES, SynthCamera
+
+    dirs = []
+    for i in range(n):
+        d = out_dir / f"cam{i:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        cam = SynthCamera(SCENES[i % len(SCENES)], seed0 + i, width=width, height=height, fps=fps,
+                          anomaly_rate=0.1, warmup_s=2.0)
+        for k, (frame, _info) in zip(range(n_frames), cam.frames()):
+            cv2.imwrite(str(d / f"{k:06d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+        dirs.append(d)
+    return dirs
+
+
+def _sample_segments(folder: Path, n: int, t: int) -> list[np.ndarray]:
+    import cv2
+
+    files = sorted(folder.glob("*.jpg"))[: n * t]
+    frames = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    return [np.stack(frames[i * t:(i + 1) * t]) for i in range(len(frames) // t)]
+
+
+# ---------------------------------------------------------------- bare encoder
+
+
+def bare_encoder_fps(model: Any, segments: list[np.ndarray], *, batch_size: int, seconds: float = 20.0,
+                     warmup: int = 1) -> dict[str, float]:
+    """Frames/s of ``model`` encoding ``segments`` in batches of ``batch_size``, exactly as the
+    Encode deployment does (one forward per segment of the batch), for about ``seconds``."""
+    import torch
+
+    with torch.no_grad():
+        for seg in segments[:warmup]:
+            model.encode_frames([seg])
+        frames = 0
+        n_seg = 0
+        t0 = time.perf_counter()
+        i = 0
+        while time.perf_counter() - t0 < seconds or n_seg == 0:
+            batch = [segments[(i + k) % len(segments)] for k in range(batch_size)]
+            i += batch_size
+            for seg in batch:
+                model.encode_frames([seg])
+                frames += len(seg)
+                n_seg += 1
+        dt = time.perf_counter() - t0
+    return {"fps": frames / dt, "segment_s": dt / n_seg, "segments": n_seg, "seconds": dt}
+
+
+def _load_bare_model(backbone: str, threads: int | None):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    from vigil.model.anomaly import AnomalyModel
+
+    return AnomalyModel.create(backbone)
+
+
+# ---------------------------------------------------------------- resources
+
+
+class _MemorySampler(threading.Thread):
+    """Peak RSS of this process and all its children (Ray workers, broker, S3), sampled at 2 Hz."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.peak_mb = 0.0
+        self.peak_by_name: dict[str, float] = {}
+
+    def run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self.stop.wait(0.5):
+            total = 0.0
+            by: Counter[str] = Counter()
+            try:
+                procs = [me, *me.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for p in procs:
+                try:
+                    rss = p.memory_info().rss / 2**20
+                    name = " ".join(p.cmdline()[:1])[-40:] or p.name()
+                except psutil.Error:
+                    continue
+                total += rss
+                by[_short(p, name)] += rss
+            if total > self.peak_mb:
+                self.peak_mb, self.peak_by_name = total, dict(by)
+
+
+def _short(p: Any, name: str) -> str:
+    try:
+        title = p.name()
+    except Exception:  # noqa: BLE001
+        title = name
+    if "ray::" in title or "ray::" in name:
+        return title.split(" ")[0]
+    return title[:30]
+
+
+def _stage_totals() -> dict[str, tuple[float, float]]:
+    from vigil import metrics
+
+    out = {}
+    for m in metrics.STAGE_SECONDS.collect():
+        sums = {s.labels["stage"]: s.value for s in m.samples if s.name.endswith("_sum")}
+        counts = {s.labels["stage"]: s.value for s in m.samples if s.name.endswith("_count")}
+        out = {k: (sums[k], counts.get(k, 0.0)) for k in sums}
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run_bench(
+    cameras: int,
+    seconds: float,
+    model: str,
+    json_out: Path | None = None,
+    *,
+    load: float | None = None,
+    fps: float = 4.0,
+    frames_per_segment: int = 16,
+    batch_size: int = 4,
+    threads: int | None = 2,
+    bare_seconds: float = 20.0,
+    drain_s: float | None = None,
+    warmup_segments: int | None = None,
+    state_dir: Path | None = None,
+    width: int = 320,
+    height: int = 240,
+    echo: Any = print,
+) -> BenchResult:
+    """Run the benchmark; returns the result and writes it as JSON to ``json_out``."""
+    import tempfile
+
+    from infra.embedded import EmbeddedStack
+    from services.ingest.runner import IngestService
+    from services.scoring.deploy import deploy_scoring_app, handle_score_fn
+    from services.scoring.sink import Sink
+    from services.scoring.worker import ScoringWorker
+    from vigil.bus import ensure_topics, make_consumer, make_producer
+    from vigil.config import CameraConfig, FramesSource, load_settings
+    from vigil.db import make_engine
+    from vigil.models import SegmentScore
+    from vigil.objectstore import ObjectStore
+
+    t_all = time.perf_counter()
+    work = Path(state_dir or tempfile.mkdtemp(prefix="vigil-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    T = frames_per_segment
+
+    # 1. bare encoder, first half of the reference
+    echo(f"bench: {model}, {cameras} cameras, T={T}, batch {batch_size}, {threads} threads")
+    probe = render_cameras(1, 4 * T, work / "probe", width=width, height=height, fps=fps, seed0=1_050_000)
+    probe_segs = _sample_segments(probe[0], 4, T)
+    bare_model = _load_bare_model(model, threads)
+    bare1 = bare_encoder_fps(bare_model, probe_segs, batch_size=batch_size, seconds=bare_seconds)
+    echo(f"bare encoder (before): {bare1['fps']:.1f} frames/s, {bare1['segment_s']:.3f} s per segment")
+    if load is not None:
+        fps = max(0.05, load * bare1["fps"] / cameras)
+        echo(f"offered load {load:.2f} x bare -> {fps:.2f} fps per camera")
+    del bare_model
+    import gc
+
+    gc.collect()
+
+    # 2. cameras: rendered now, replayed in real time from image folders
+    n_frames = int(seconds * fps) + T
+    dirs = render_cameras(cameras, n_frames, work / "frames", width=width, height=height, fps=fps)
+    seg_s = T / fps
+    settings = load_settings(
+        None, state_dir=work / "state",
+        model={"backbone": model, "torch_threads": threads},
+        serve={"max_batch_size": batch_size, "max_ongoing_requests": max(32, 4 * batch_size)},
+        kafka={"partitions": max(4, cameras)},
+        ray={"num_cpus": max(2, os.cpu_count() or 2)},
+        camera_defaults={"fps": fps, "frames_per_segment": T, "max_side": max(width, height)},
+        cameras=[CameraConfig(id=f"cam{i:02d}", source=FramesSource(path=d, fps=fps, realtime=True))
+                 for i, d in enumerate(dirs)],
+    )
+    mem = _MemorySampler()
+    mem.start()
+    stack = EmbeddedStack(settings)
+    s = stack.start()
+    result: BenchResult | None = None
+    try:
+        ensure_topics(s.kafka)
+        engine = make_engine(s.database_url)
+        t0 = time.perf_counter()
+        handle = deploy_scoring_app(s)
+        score_fn = handle_score_fn(handle, timeout_s=600)
+        score_fn.stats()  # waits for the replicas; resets their counters
+        echo(f"Serve app up in {time.perf_counter() - t0:.1f}s")
+        worker = ScoringWorker(
+            s, score_fn=score_fn, sink=Sink(engine), store=ObjectStore(s.s3),
+            producer=make_producer(s.kafka, "bench-scoring"),
+            consumer=make_consumer(s.kafka, group="bench", client_id="bench"),
+            max_inflight=max(8, 2 * cameras), max_parallel=max(8, cameras), stats_fn=lambda: {},
+        )
+        wth = threading.Thread(target=worker.run, name="worker", daemon=True)
+        wth.start()
+        time.sleep(3)  # the consumer joins its group
+        stages0 = _stage_totals()
+        score_fn.stats()
+        ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "bench-ingest"), buffer_segments=64)
+        # staggered starts: camera i begins i/N of a segment later
+        t_ingest = time.time()
+        for i, cam in enumerate(ingest.cameras):
+            th = threading.Thread(target=lambda c=cam, d=i * seg_s / cameras: (time.sleep(d), c.run()),
+                                  daemon=True)
+            th.start()
+            ingest.threads.append(th)
+        batch_sizes: list[int] = []
+        busy_s = 0.0
+        expected = cameras * (n_frames // T)
+        deadline = time.monotonic() + seconds + seg_s + (drain_s if drain_s is not None else seconds)
+        while time.monotonic() < deadline:
+            time.sleep(2.0)
+            st = score_fn.stats()
+            batch_sizes += st["batch_sizes"]
+            busy_s += st["busy_s"]
+            from sqlmodel import Session, func, select
+
+            with Session(engine) as db:
+                n = db.exec(select(func.count()).select_from(SegmentScore)).one()
+            if not any(th.is_alive() for th in ingest.threads) and n >= sum(h.segments for h in ingest.health()):
+                break
+        ingest.shutdown(10)
+        worker.stop.set()
+        wth.join(60)
+        st = score_fn.stats()
+        batch_sizes += st["batch_sizes"]
+        busy_s += st["busy_s"]
+        stages1 = _stage_totals()
+        t_end = time.time()
+
+        from sqlmodel import Session, select
+
+        with Session(engine) as db:
+            rows = sorted(db.exec(select(SegmentScore.scored_at, SegmentScore.t_end, SegmentScore.segment_id)).all())
+        worker.close()
+        mem.stop.set()
+
+        # 3. bare encoder again (the second half of the reference), with the stack idle
+        bare_model = _load_bare_model(model, threads)
+        bare2 = bare_encoder_fps(bare_model, probe_segs, batch_size=batch_size, seconds=bare_seconds)
+        del bare_model
+        echo(f"bare encoder (after): {bare2['fps']:.1f} frames/s")
+    finally:
+        mem.stop.set()
+        stack.stop()
+
+    def ts(d: datetime) -> float:
+        return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
+
+    skip = warmup_segments if warmup_segments is not None else min(cameras, max(0, len(rows) // 10))
+    used = rows[skip:]
+    lat = [ts(sa) - ts(te) for sa, te, _ in used]
+    if len(used) >= 2:
+        # busy window: from the commit before the first counted row to the last commit
+        w0 = ts(rows[skip - 1][0]) if skip > 0 else ts(rows[0][0]) - seg_s
+        w1 = ts(used[-1][0])
+        e2e_fps = len(used) * T / max(1e-9, w1 - w0)
+    else:
+        e2e_fps = float("nan")
+    bare_fps = (bare1["fps"] + bare2["fps"]) / 2
+    seg_compute = T / bare_fps
+    stage = {}
+    for k, (sm, ct) in stages1.items():
+        s0, c0 = stages0.get(k, (0.0, 0.0))
+        if ct - c0 > 0:
+            stage[k] = {"mean_s": (sm - s0) / (ct - c0), "count": int(ct - c0)}
+    p95 = _pct(lat, 95)
+    wall = t_end - t_ingest
+    result = BenchResult(
+        bare_fps=round(bare_fps, 3), e2e_fps=round(e2e_fps, 3), ratio=round(e2e_fps / bare_fps, 4),
+        latency_p50_s=round(_pct(lat, 50), 3), latency_p95_s=round(p95, 3), latency_p99_s=round(_pct(lat, 99), 3),
+        segment_compute_s=round(seg_compute, 4), latency_p95_over_compute=round(p95 / seg_compute, 3),
+        extra={
+            "model": model, "cameras": cameras, "seconds": seconds, "fps_per_camera": round(fps, 4),
+            "offered_fps": round(fps * cameras, 3), "load": None if load is None else load,
+            "offered_over_bare": round(fps * cameras / bare_fps, 3),
+            "frames_per_segment": T, "frame_size": [width, height], "batch_size": batch_size,
+            "torch_threads": threads,
+            "bare_fps_before": round(bare1["fps"], 3), "bare_fps_after": round(bare2["fps"], 3),
+            "segments_expected": expected, "segments_scored": len(rows), "segments_counted": len(used),
+            "warmup_segments_skipped": skip,
+            "stage_seconds": stage,
+            "encoder_busy_s": round(busy_s, 2), "encoder_utilisation": round(busy_s / max(1e-9, wall), 3),
+            # the encoder's own rate inside its Serve replica during the run (same load as e2e)
+            "encode_fps_in_replica": round(len(rows) * T / max(1e-9, busy_s), 3),
+            "batch_size_hist": {str(k): v for k, v in sorted(Counter(batch_sizes).items())},
+            "peak_rss_mb": round(mem.peak_mb, 1),
+            "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sorted(mem.peak_by_name.items(), key=lambda kv: -kv[1])[:8]},
+            "host": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
+                     "loadavg_after": [round(x, 2) for x in os.getloadavg()], "gpu": None},
+            "git_commit": _git_commit(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "wall_s": round(time.perf_counter() - t_all, 1),
+        },
+    )
+    out = result.to_dict()
+    echo(json.dumps({k: out[k] for k in ("bare_fps", "e2e_fps", "ratio", "latency_p95_s", "segment_compute_s",
+                                          "latency_p95_over_compute", "segments_scored")}))
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(out, indent=2))
+    return result

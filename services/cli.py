@@ -1,0 +1,431 @@
+"""The ``vigil`` command line: one entry point, one subcommand per service or job.
+
+Heavy imports (torch, open_clip, Ray) happen inside the commands that need them, so
+``vigil --help`` and config errors answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vigil.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Vigil: zero-shot video anomaly detection.")
+eval_app = typer.Typer(no_args_is_help=True, help="Benchmarks on labelled footage.")
+app.add_typer(eval_app, name="eval")
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (default $VIGIL_CONFIG)")]
+StateOpt = Annotated[Optional[Path], typer.Option("--state-dir", help="state directory (logs, SQLite, servers)")]
+
+log = logging.getLogger("vigil")
+
+
+def _settings(config: Path | None, state_dir: Path | None = None, **overrides) -> Settings:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never a minute of hub retries
+    if state_dir is not None:
+        overrides["state_dir"] = state_dir
+    try:
+        s = load_settings(config, **overrides)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "urllib3", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return s
+
+
+def _fail(msg: str, code: int = 1) -> typer.Exit:
+    typer.secho(msg, fg="red", err=True)
+    return typer.Exit(code)
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM set an event instead of raising, so shutdown runs in order."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __enter__(self) -> threading.Event:
+        self._old = {s: signal.signal(s, lambda *_: self.event.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self.event
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def _resolved(settings: Settings) -> Settings:
+    from infra.embedded import StackError, apply_stack_endpoints
+
+    try:
+        return apply_stack_endpoints(settings)
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+
+
+# ---------------------------------------------------------------- services
+
+
+@app.command()
+def up(config: ConfigOpt = None, state_dir: StateOpt = None,
+       no_ray: Annotated[bool, typer.Option("--no-ray", help="do not start a local Ray")] = False) -> None:
+    """Start the embedded stack (Kafka-protocol broker, S3, SQLite, Ray) until Ctrl-C."""
+    from infra.embedded import EmbeddedStack, StackError
+
+    s = _settings(config, state_dir)
+    stack = EmbeddedStack(s, with_ray=not no_ray)
+    try:
+        stack.start()
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"Vigil stack up in {stack.state_dir} (logs in {stack.log_dir})")
+    for k, v in stack.endpoints.items():
+        typer.echo(f"  {k:9s} {v}")
+    typer.echo("Ctrl-C to stop.")
+    with _StopOnSignal() as stop:
+        while not stop.wait(1.0):
+            dead = [k for k, ok in stack.health().items() if not ok]
+            if dead:
+                typer.secho(f"component(s) died: {', '.join(dead)}; see {stack.log_dir}", fg="red", err=True)
+                break
+    stack.stop()
+    typer.echo("stack stopped")
+
+
+@app.command()
+def ingest(config: ConfigOpt = None, state_dir: StateOpt = None,
+           max_segments: Annotated[Optional[int], typer.Option(help="stop each camera after N segments")] = None) -> None:
+    """Read the configured cameras and publish their segments."""
+    from services.ingest.runner import IngestService
+    from vigil.bus import ensure_topics, make_producer
+    from vigil.objectstore import ObjectStore
+
+    s = _resolved(_settings(config, state_dir))
+    if not s.cameras:
+        raise _fail("no cameras configured: add a `cameras:` list to the config")
+    ensure_topics(s.kafka)
+    svc = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"), max_segments=max_segments)
+    svc.start()
+    with _StopOnSignal() as stop:
+        while not svc.join(timeout=1.0) and not stop.is_set():
+            pass
+    svc.shutdown()
+    for h in svc.health():
+        typer.echo(f"{h.camera_id}: {h.state}, {h.segments} segments, {h.dropped} dropped" + (f", {h.error}" if h.error else ""))
+    if any(h.state == "failed" for h in svc.health()):
+        raise typer.Exit(1)
+
+
+def _start_worker(s: Settings, *, metrics_port: int | None = None, deploy: bool = True):
+    from infra.embedded import ray_init_client
+    from services.scoring.deploy import deploy_scoring_app, get_scoring_handle, handle_score_fn
+    from services.scoring.sink import Sink
+    from services.scoring.worker import ScoringWorker
+    from vigil.bus import ensure_topics, make_consumer, make_producer
+    from vigil.db import make_engine, migrate
+    from vigil.objectstore import ObjectStore
+
+    ray_init_client(s)
+    migrate(s.database_url)
+    ensure_topics(s.kafka)
+    engine, store = make_engine(s.database_url), ObjectStore(s.s3)
+    if deploy:
+        from services.trainer.registry import serving_user_config
+
+        # a fresh replica must serve the active model version, not the zero-shot heads
+        handle = deploy_scoring_app(s, user_config=serving_user_config(s, engine, store))
+    else:
+        handle = get_scoring_handle(s)
+    if metrics_port is not None:
+        from vigil.metrics import serve_metrics
+
+        serve_metrics(metrics_port)
+    return ScoringWorker(
+        s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
+        producer=make_producer(s.kafka, "vigil-scoring"),
+        consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
+    )
+
+
+@app.command("score-worker")
+def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
+                 metrics_port: Annotated[int, typer.Option(help="Prometheus port (0 = free port)")] = 9100,
+                 deploy: Annotated[bool, typer.Option(
+                     "--deploy/--no-deploy",
+                     help="deploy the Serve app (embedded stack) or use the one already running (RayService)")] = True,
+                 ) -> None:
+    """Consume segments, score them on the Serve app, store results, emit events."""
+    from services.scoring.evidence_maintainer import EvidenceMaintainer
+
+    s = _resolved(_settings(config, state_dir))
+    worker = _start_worker(s, metrics_port=metrics_port, deploy=deploy)
+    evidence = EvidenceMaintainer(worker.store, worker.sink.engine, s).start()
+    with _StopOnSignal() as stop:
+        threading.Thread(target=lambda: (stop.wait(), worker.stop.set()), daemon=True).start()
+        worker.run()
+    worker.close()
+    evidence.close()
+
+
+@app.command()
+def api(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
+    """Serve the REST API (FastAPI) on api.host:api.port."""
+    from services.api.main import serve
+
+    s = _settings(config, state_dir)
+    try:
+        s = _resolved(s)
+    except typer.Exit:
+        pass  # the API can run on the database alone; clip URLs need S3
+    serve(s)
+
+
+def _streamlit_argv(s: Settings, port: int) -> list[str]:
+    page = Path(__file__).parent / "dashboard" / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(page), "--server.address", s.dashboard.host,
+            "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+
+
+@app.command()
+def dashboard(config: ConfigOpt = None, state_dir: StateOpt = None,
+              api_url: Annotated[Optional[str], typer.Option(help="API base URL")] = None) -> None:
+    """Serve the Streamlit dashboard on dashboard.host:dashboard.port."""
+    import subprocess
+
+    s = _settings(config, state_dir)
+    env = {**os.environ, "VIGIL_DASHBOARD_API_URL": api_url or f"http://{s.api.host}:{s.api.port}"}
+    raise typer.Exit(subprocess.call(_streamlit_argv(s, s.dashboard.port), env=env))
+
+
+# ---------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+    minutes: Annotated[float, typer.Option(help="stop after this many minutes (0 = until Ctrl-C)")] = 0,
+    cameras: Annotated[int, typer.Option(help="synthetic cameras when the config names none")] = 3,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write a summary JSON here")] = None,
+    no_dashboard: Annotated[bool, typer.Option("--no-dashboard")] = False,
+) -> None:
+    """Everything on one machine: embedded stack, synthetic cameras, scoring, API and dashboard."""
+    from infra.demo import run_demo
+
+    s = _settings(config, state_dir or Path(".vigil/demo"))
+    summary = run_demo(s, minutes=minutes, n_cameras=cameras, dashboard=not no_dashboard, echo=typer.echo)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2))
+        typer.echo(f"summary written to {json_out}")
+
+
+@app.command()
+def bench(
+    cameras: Annotated[int, typer.Option(help="synthetic SynthCity cameras")] = 2,
+    seconds: Annotated[float, typer.Option(help="seconds of camera footage streamed in real time")] = 60.0,
+    model: Annotated[str, typer.Option(help="backbone registry name, e.g. ViT-B-32-random")] = "vigil-micro",
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")] = None,
+    load: Annotated[Optional[float], typer.Option(
+        help="offered load as a fraction of the bare encoder throughput (sets --fps); e.g. 0.5 or 1.5")] = None,
+    fps: Annotated[float, typer.Option(help="frames per second per camera (ignored with --load)")] = 4.0,
+    frames_per_segment: Annotated[int, typer.Option(help="T frames per segment")] = 16,
+    batch_size: Annotated[int, typer.Option(help="Encode max_batch_size (segments)")] = 4,
+    threads: Annotated[int, typer.Option(help="torch threads (bare loop and Encode replica)")] = 2,
+    bare_seconds: Annotated[float, typer.Option(help="seconds of each bare-encoder measurement")] = 20.0,
+    state_dir: StateOpt = None,
+) -> None:
+    """Drive synthetic cameras through the real embedded stack and compare with the bare encoder."""
+    from services.bench import run_bench
+
+    _settings(None)  # logging set-up, HF offline
+    logging.getLogger("vigil").setLevel(logging.WARNING)
+    res = run_bench(cameras, seconds, model, json_out, load=load, fps=fps, frames_per_segment=frames_per_segment,
+                    batch_size=batch_size, threads=threads, bare_seconds=bare_seconds, state_dir=state_dir,
+                    echo=typer.echo)
+    if json_out:
+        typer.echo(f"result written to {json_out}")
+    if res.e2e_fps != res.e2e_fps:  # NaN: nothing was scored
+        raise typer.Exit(1)
+
+
+@app.command()
+def cleanup(config: ConfigOpt = None, state_dir: StateOpt = None,
+            max_batches: Annotated[Optional[int], typer.Option(help="bound the work of this run")] = None) -> None:
+    """Retention: delete expired events and segments, objects and rows together (safe to interrupt)."""
+    from vigil.db import make_engine, migrate
+    from vigil.objectstore import ObjectStore
+    from vigil.retention import cleanup as run_cleanup
+
+    s = _resolved(_settings(config, state_dir))
+    migrate(s.database_url)
+    report = run_cleanup(ObjectStore(s.s3), make_engine(s.database_url), s.retention, max_batches=max_batches)
+    typer.echo(str(report))
+
+
+# ---------------------------------------------------------------- learning normality, evaluation
+
+
+@app.command("train-normal")
+def train_normal_cmd(
+    frames: Annotated[list[Path], typer.Argument(help="folders of normal frames (one per clip)")],
+    out: Annotated[Path, typer.Option(help="output folder (checkpoint + resumable training state)")],
+    fps: Annotated[float, typer.Option(help="frame rate of the folders")] = 10.0,
+    steps: Annotated[int, typer.Option(min=1)] = 1200,
+    seed: int = 0,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+) -> None:
+    """Learn a camera's normality from normal footage only (self-supervised DPC/InfoNCE)."""
+    from services.trainer.normality import train_normal
+
+    _settings(None)
+    missing = [str(f) for f in frames if not f.is_dir()]
+    if missing:
+        raise _fail(f"not a folder of frames: {', '.join(missing)}")
+    path = train_normal(frames, out, fps=fps, steps=steps, seed=seed, resume=resume, threads=threads)
+    typer.echo(f"normality model written to {path}")
+
+
+@eval_app.command("ucsd")
+def eval_ucsd(
+    root: Annotated[Path, typer.Option(help="UCSD Ped1/Ped2 root (training/, testing/, pedN.mat)")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the metrics here")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="a trained normality.pt (skip training)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="training steps (default: the model's default)")] = None,
+    clips: Annotated[Optional[str], typer.Option(help="comma-separated test clips, e.g. 01,02")] = None,
+    ablation: Annotated[bool, typer.Option(help="also score each stream alone")] = False,
+    seed: int = 0,
+    threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+) -> None:
+    """Train on the normal training clips, score every test frame, report pooled frame AUC."""
+    from services.eval.ucsd import run_ucsd_eval
+
+    _settings(None)
+    if not (root / "testing").is_dir():
+        raise _fail(f"{root} does not look like a UCSD root: no testing/ folder")
+    res = run_ucsd_eval(root, json_out, checkpoint=checkpoint, steps=steps, seed=seed, ablation=ablation,
+                        clips=clips.split(",") if clips else None, threads=threads)
+    typer.echo(json.dumps({k: res[k] for k in ("dataset", "auc", "auc_video_norm", "ap", "frames",
+                                               "train_seconds", "score_fps") if k in res}, indent=2))
+
+
+# ---------------------------------------------------------------- retraining the heads (issue 9)
+
+
+@app.command("train")
+def train_cmd(
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+    train_config: Annotated[Optional[Path], typer.Option("--train-config", help="YAML of services.trainer.config.TrainConfig")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="override epochs")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="override scaling.num_workers")] = None,
+    use_anomalies: Annotated[bool, typer.Option("--use-confirmed-anomalies", help="train on confirmed anomalies too (opt-in: no longer zero-shot)")] = False,
+    activate: Annotated[Optional[bool], typer.Option("--activate/--no-activate", help="activate a version that passes the gate")] = None,
+    run_id: Annotated[Optional[str], typer.Option(help="run id (default: generated)")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help='cron expression: run at these times until Ctrl-C, e.g. "0 3 * * *"')] = None,
+) -> None:
+    """Retrain the heads from stored clips and analyst feedback (Ray Train), gate, register, activate."""
+    from infra.embedded import ray_init_client
+    from services.trainer.config import load_train_config
+    from services.trainer.run import read_progress, run_training
+    from vigil.db import make_engine
+
+    s = _resolved(_settings(config, state_dir))
+    try:
+        cfg = load_train_config(train_config, epochs=epochs, activate=activate)
+    except ValueError as exc:
+        raise _fail(f"training config: {exc}", 2) from None
+    if workers:
+        cfg = cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"num_workers": workers})})
+    if use_anomalies:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"use_confirmed_anomalies": True})})
+    ray_init_client(s)
+
+    def once() -> None:
+        rid = run_id if not schedule else None
+        rid = rid or f"train-{time.strftime('%Y%m%dT%H%M%S')}"
+        engine, done, seen = make_engine(s.database_url), threading.Event(), [None]
+
+        def follow() -> None:  # progress from the run's SQL row (what the dashboard shows too)
+            while not done.wait(2.0):
+                p = read_progress(engine, rid).get("progress")
+                if p and p.get("epoch") != seen[0]:
+                    seen[0] = p.get("epoch")
+                    typer.echo(f"  epoch {p['epoch']}/{p['epochs']}  loss {p.get('loss') or 0:.4f}"
+                               + (f"  (resumed at epoch {p['resumed_from']})" if p.get("resumed_from") else ""))
+
+        th = threading.Thread(target=follow, daemon=True)
+        th.start()
+        try:
+            out = run_training(s, cfg, run_id=rid, echo=typer.echo)
+        finally:
+            done.set()
+            th.join(5)
+        typer.echo(json.dumps({"run_id": out.run_id, "status": out.status, "parent": out.parent,
+                               "candidate": out.candidate, "registered": out.registered, "activated": out.activated,
+                               "reason": out.reason, "candidate_metrics": out.metrics.get("candidate"),
+                               "active_metrics": out.metrics.get("active")}, indent=2, default=str))
+
+    if not schedule:
+        try:
+            once()
+        except Exception as exc:  # noqa: BLE001
+            raise _fail(f"training failed: {exc}") from None
+        return
+    from services.trainer.schedule import run_schedule
+
+    with _StopOnSignal() as stop:
+        try:
+            run_schedule(schedule, once, stop, echo=typer.echo)
+        except (ValueError, RuntimeError) as exc:
+            raise _fail(str(exc), 2) from None
+
+
+@app.command("train-tiny")
+def train_tiny_cmd(
+    out: Annotated[Path, typer.Option(help="checkpoint path")] = Path("shared/model/weights/vigil-tiny.pt"),
+    seed: int = 0,
+    steps: Annotated[int, typer.Option(min=1)] = 300,
+    threads: Annotated[int, typer.Option(min=1)] = 2,
+) -> None:
+    """Train vigil-tiny, the offline CLIP, contrastively on SynthCity frames and captions."""
+    from services.trainer.tiny_clip import train_tiny_clip
+
+    _settings(None)
+    info = train_tiny_clip(out, seed=seed, steps=steps, threads=threads)
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+@eval_app.command("synthcity")
+def eval_synthcity(
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the metrics here")] = None,
+    backbone: Annotated[str, typer.Option(help="backbone registry name")] = "vigil-tiny",
+    quick: Annotated[bool, typer.Option(help="reduced run (fewer cameras and frames)")] = False,
+) -> None:
+    """Zero-shot benchmark on held-out SynthCity cameras: semantic, predictive and fused AUC."""
+    from services.eval.synthcity import run_synthcity_eval
+
+    _settings(None)
+    res = run_synthcity_eval(json_out, quick=quick, backbone=backbone)
+    typer.echo(json.dumps({k: res[k] for k in ("auc_semantic", "auc_predictive", "auc_fused") if k in res}, indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Offline evaluation of Vigil's scorer on public anomaly benchmarks."""

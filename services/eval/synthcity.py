@@ -1,0 +1,290 @@
+"""`vigil eval synthcity`: zero-shot frame-level benchmark on held-out SynthCity cameras.
+
+Protocol (all choices here, since no paper defines one for SynthCity):
+
+- Cameras: for every scene, ``cameras_per_scene`` seeds from ``vigil.synthcity.EVAL_SEEDS``
+  — layouts and camera geometry vigil-tiny never saw (it trains on ``TRAIN_SEEDS``). Day or
+  night follows the seed.
+- Each camera is one continuous stream at ``fps`` (default 4, Vigil's segment sampler):
+  first a normal period of ``normal_frames`` (nothing staged), then every anomaly type the
+  scene allows, plus a *normal* cyclist where cycling is normal (street, parking lot: a
+  false-alarm probe), in a seeded order, one per ``slot_frames``.
+- Heads fitted on the normal period of that camera only: the predictive stream's
+  calibration (:meth:`AnomalyModel.calibrate`, forecast errors of the normal segments);
+  the semantic stream's per-description scale and bias (``a_k``, ``b_k`` of the frame
+  scorer's form, set so that each description's logit has mean 0 and unit deviation over
+  the normal period, see :func:`_semantic_head`) and its per-camera calibration
+  (``fit_calibration`` of the normal period's scores; the same median/q99 logistic as
+  ``s_pred``). No anomaly footage and no labels are used to fit anything.
+- Anomalies are named only by text: each scene's :class:`PromptSet` (normal and abnormal
+  descriptions written below, none copied from the caption generator), scored by
+  :meth:`AnomalyModel.score` segment by segment with the camera state carried along.
+- Scores per frame: ``semantic`` = calibrated frame score of the semantic stream;
+  ``predictive`` = the segment's calibrated ``s_pred``; ``fused`` = ``g * semantic +
+  (1 - g) * predictive`` with the model's gate ``g``. ``auc_*``: pooled frame ROC AUC over
+  every test frame of every camera (abnormal = positive); ``auc_semantic_zero_head``: the
+  model's own zero-shot frame scorer (``A_k = I``, ``b_k = 0``, :meth:`AnomalyModel.score`)
+  with the per-camera calibration; ``auc_semantic_raw``: the same without calibration. ``per_type``: AUC of that type's frames against all normal frames.
+- ``context_effect``: the same model and the same frames with two prompt sets: cycling
+  frames of held-out walkway cameras and of held-out street cameras, scored with the
+  walkway prompts (cycling abnormal) and with the street prompts (cycling normal).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_BACKBONE = "vigil-tiny"
+
+# Text descriptions of what is abnormal, per anomaly type ({zone}: the scene's walking zone).
+ABNORMAL_TEXT: dict[str, tuple[str, ...]] = {
+    "running": ("a person running fast",),
+    "falling": ("a person falling down", "a person lying on the ground"),
+    "fighting": ("two people fighting",),
+    "loitering": ("a person loitering back and forth",),
+    "crowd_gathering": ("a crowd of people gathering",),
+    "wrong_way_vehicle": ("a car driving the wrong way",),
+    "vehicle_off_road": ("a car driving on the {zone}",),
+    "cycling": ("a person riding a bicycle on the {zone}",),
+    "fire": ("a fire with smoke",),
+    "abandoned_object": ("a bag left unattended on the ground",),
+}
+
+NORMAL_TEXT: dict[str, tuple[str, ...]] = {
+    "street": ("people walking on the sidewalk", "cars driving along the road", "a pedestrian crossing the street",
+               "a cyclist riding on the road", "an empty street"),
+    "plaza": ("people walking across the plaza", "an empty plaza"),
+    "campus_walkway": ("students walking on the walkway", "an empty walkway"),
+    "parking_lot": ("people walking in the parking lot", "a car driving slowly", "a shopper pushing a cart",
+                    "a cyclist riding by", "parked cars"),
+    "shop_floor": ("shoppers walking in the aisle", "a shopper pushing a cart", "an empty aisle"),
+    "subway_platform": ("passengers walking on the platform", "passengers waiting for the train",
+                        "a train at the platform", "an empty platform"),
+}
+
+
+def prompt_set_for(scene: str):
+    """The scene's prompt set: its normal activity and its possible anomalies, in words."""
+    from vigil.model.prompts import PromptSet
+    from vigil.synthcity import SCENE_RULES
+
+    rule = SCENE_RULES[scene]
+    abnormal = [t.format(zone=rule.zone_noun) for k in rule.anomalies for t in ABNORMAL_TEXT[k]]
+    return PromptSet(name=f"synthcity-{scene}", context=scene, normal=list(NORMAL_TEXT[scene]), abnormal=abnormal,
+                     scene=list(rule.phrases))
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y).astype(int)
+    if y.min() == y.max():
+        return None
+    return float(roc_auc_score(y, np.asarray(s, np.float64)))
+
+
+def _encode(model, frames: np.ndarray, seg: int, batch_segments: int = 8):
+    """Consecutive segments of ``seg`` frames → list of EncodedSegment (last partial segment dropped)."""
+    import torch
+
+    n = len(frames) // seg
+    out = []
+    for b in range(0, n, batch_segments):
+        idx = range(b, min(n, b + batch_segments))
+        x = torch.stack([model.preprocess(frames[i * seg : (i + 1) * seg]) for i in idx])
+        out.extend(model.encode(x))
+    return out
+
+
+def _semantic_head(model, encs, ps, n_normal_frames: int) -> np.ndarray:
+    """Semantic stream with its per-description heads fitted on the camera's normal period.
+
+    The frame scorer's form ``W_k = a_k f.t_k + b_k`` with ``a_k``, ``b_k`` chosen, per
+    description, so that the logits of the normal period have mean 0 and standard deviation 1
+    (a text description that matches every frame of this camera, normal or not, stops
+    dominating); score = sum of the softmax probabilities of the abnormal descriptions.
+    Uses the normal period only (no labels, no anomaly footage).
+    """
+    import torch
+
+    t = model.text_embeddings(ps)["text"].cpu().numpy().astype(np.float64)  # [K, D]
+    f = np.concatenate([e.frame_emb for e in encs]).astype(np.float64)  # [N, D]
+    sims = f @ t.T
+    mu = sims[:n_normal_frames].mean(0)
+    sd = np.maximum(sims[:n_normal_frames].std(0), 1e-3)
+    z = torch.from_numpy((sims - mu) / sd)
+    probs = torch.softmax(z, dim=-1).numpy()
+    return probs[:, np.asarray(ps.abnormal_mask)].sum(1)
+
+
+def _camera_plan(scene: str, cam_seed: int, normal_frames: int, slot_frames: int):
+    from vigil.synthcity import SCENE_RULES
+
+    rule = SCENE_RULES[scene]
+    kinds = list(rule.anomalies) + (["cycling"] if rule.cycling_normal else [])
+    order = np.random.default_rng([cam_seed, 77]).permutation(len(kinds))
+    kinds = [kinds[i] for i in order]
+    specs = [(k, normal_frames + i * slot_frames + 2) for i, k in enumerate(kinds)]
+    return specs, normal_frames + len(kinds) * slot_frames
+
+
+def run_synthcity_eval(
+    json_out: str | Path | None = None,
+    *,
+    quick: bool = False,
+    backbone: str = DEFAULT_BACKBONE,
+    cameras_per_scene: int | None = None,
+    fps: float = 4.0,
+    segment_frames: int = 8,
+    normal_frames: int | None = None,
+    slot_frames: int | None = None,
+    width: int = 320,
+    height: int = 240,
+    scenes: tuple[str, ...] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark (see module doc) and write the record to ``json_out`` (if given)."""
+    import torch
+    from tqdm import tqdm
+
+    from vigil.model.anomaly import AnomalyModel, CameraState
+    from vigil.model.dpc import fit_calibration
+    from vigil.synthcity import EVAL_SEEDS, SCENE_RULES, SCENES, render_clip
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    t0 = time.time()
+    cameras_per_scene = cameras_per_scene or (1 if quick else 2)
+    normal_frames = normal_frames or (48 if quick else 80)
+    slot_frames = slot_frames or (36 if quick else 60)
+    scenes = tuple(scenes or SCENES)
+    model = AnomalyModel.create(backbone)
+    prompt_sets = {s: prompt_set_for(s) for s in SCENES}
+
+    ys, types, sem, sem_raw, sem_zs, pred, fused, staged_all = [], [], [], [], [], [], [], []
+    cams = []
+    cycl = {}  # context effect: (scene) -> frames' semantic scores under both prompt sets
+    jobs = [(s, int(EVAL_SEEDS[(k * 7919 + j * 104729) % len(EVAL_SEEDS)])) for j, s in enumerate(scenes) for k in range(cameras_per_scene)]
+    for scene, cam_seed in tqdm(jobs, desc="synthcity eval", disable=not progress):
+        specs, n = _camera_plan(scene, cam_seed, normal_frames, slot_frames)
+        clip = render_clip(scene, cam_seed, n, width, height, fps, anomalies=specs)
+        assert clip.labels[:normal_frames].sum() == 0
+        encs = _encode(model, clip.frames, segment_frames)
+        n_used = len(encs) * segment_frames
+        n_norm_seg = normal_frames // segment_frames
+        ps = prompt_sets[scene]
+        # heads fitted on this camera's normal period only
+        state = model.calibrate(encs[:n_norm_seg])
+        s_sem_raw, s_pred, gates = [], [], []
+        for e in encs:
+            res, state = model.score(e, state, ps)
+            s_sem_raw.extend(res.frame_scores)
+            s_pred.extend([res.s_pred if res.s_pred is not None else np.nan] * segment_frames)
+            gates.extend([res.gate if res.gate is not None else 0.5] * segment_frames)
+        s_sem_raw = np.asarray(s_sem_raw, np.float64)  # the zero-shot frame scorer (A_k = I, b_k = 0)
+        s_pred = np.asarray(s_pred, np.float64)
+        gates = np.asarray(gates, np.float64)
+        n_norm = n_norm_seg * segment_frames
+        s_head = _semantic_head(model, encs, ps, n_norm)
+        s_sem = fit_calibration(s_head[:n_norm]).probability(s_head)
+        s_zs = fit_calibration(s_sem_raw[:n_norm]).probability(s_sem_raw)
+        s_fused = np.where(np.isnan(s_pred), s_sem, gates * s_sem + (1 - gates) * np.nan_to_num(s_pred))
+        test = slice(n_norm, n_used)
+        y = clip.labels[:n_used][test]
+        ys.append(y)
+        types.extend(clip.types[:n_used][test])
+        staged_all.extend(clip.staged[:n_used][test])
+        sem.append(s_sem[test])
+        sem_raw.append(s_sem_raw[test])
+        sem_zs.append(s_zs[test])
+        pred.append(np.nan_to_num(s_pred[test], nan=0.5))
+        fused.append(s_fused[test])
+        cams.append({"scene": scene, "seed": cam_seed, "night": clip.night, "frames": int(n_used - n_norm),
+                     "abnormal_frames": int(y.sum()), "auc_semantic": _auc(y, s_sem[test]), "auc_fused": _auc(y, s_fused[test])})
+        if scene in ("campus_walkway", "street"):
+            other = prompt_sets["street" if scene == "campus_walkway" else "campus_walkway"]
+            alt = _semantic_head(model, encs, other, n_norm)
+            st = np.asarray([s == "cycling" for s in clip.staged[:n_used]])
+            quiet = np.asarray([s is None for s in clip.staged[:n_used]])
+            own = s_head
+            d = cycl.setdefault(scene, {"own": [], "other": [], "cyc": [], "quiet": []})
+            d["own"].append(own[test])
+            d["other"].append(alt[test])
+            d["cyc"].append(st[test])
+            d["quiet"].append(quiet[test])
+
+    y = np.concatenate(ys)
+    S, SR, SZ, P, Fu = (np.concatenate(v) for v in (sem, sem_raw, sem_zs, pred, fused))
+    per_type = {}
+    normal = y == 0
+    for k in sorted({t for t in types if t}):
+        m = np.asarray([t == k for t in types])
+        sel = m | normal
+        per_type[k] = {"frames": int(m.sum()), "auc_semantic": _auc(y[sel], S[sel]), "auc_predictive": _auc(y[sel], P[sel]),
+                       "auc_fused": _auc(y[sel], Fu[sel])}
+    context = {}
+    for scene, d in cycl.items():
+        own, other = np.concatenate(d["own"]), np.concatenate(d["other"])
+        cyc, quiet = np.concatenate(d["cyc"]), np.concatenate(d["quiet"])
+        sel = cyc | quiet
+        own_name = "walkway_prompts" if scene == "campus_walkway" else "street_prompts"
+        other_name = "street_prompts" if scene == "campus_walkway" else "walkway_prompts"
+        context[f"{scene}_footage"] = {
+            "cycling_frames": int(cyc.sum()), "label_of_cycling_here": "abnormal" if not SCENE_RULES[scene].cycling_normal else "normal",
+            own_name: {"mean_score_cycling": float(own[cyc].mean()) if cyc.any() else None,
+                       "mean_score_other_normal": float(own[quiet].mean()), "auc_cycling_vs_normal": _auc(cyc[sel], own[sel])},
+            other_name: {"mean_score_cycling": float(other[cyc].mean()) if cyc.any() else None,
+                         "mean_score_other_normal": float(other[quiet].mean()), "auc_cycling_vs_normal": _auc(cyc[sel], other[sel])},
+        }
+    result = {
+        "benchmark": "synthcity-zero-shot",
+        "auc_semantic": _auc(y, S),
+        "auc_predictive": _auc(y, P),
+        "auc_fused": _auc(y, Fu),
+        "auc_semantic_zero_head": _auc(y, SZ),
+        "auc_semantic_raw": _auc(y, SR),
+        "per_type": per_type,
+        "context_effect": context,
+        "cameras": cams,
+        "frames": int(len(y)),
+        "abnormal_frames": int(y.sum()),
+        "model": model.version,
+        "settings": {"quick": quick, "backbone": backbone, "cameras_per_scene": cameras_per_scene, "fps": fps,
+                     "segment_frames": segment_frames, "normal_frames": normal_frames, "slot_frames": slot_frames,
+                     "width": width, "height": height, "scenes": list(scenes)},
+        "commit": _git_commit(),
+        "seconds": round(time.time() - t0, 1),
+    }
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="SynthCity zero-shot benchmark")
+    ap.add_argument("--json", dest="json_out", type=Path, default=None)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    args = ap.parse_args(argv)
+    r = run_synthcity_eval(args.json_out, quick=args.quick, backbone=args.backbone)
+    print(json.dumps({k: r[k] for k in ("auc_semantic", "auc_predictive", "auc_fused", "auc_semantic_zero_head", "auc_semantic_raw", "per_type", "context_effect")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

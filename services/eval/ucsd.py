@@ -1,0 +1,163 @@
+"""`vigil eval ucsd`: train on UCSD's normal clips (or load a checkpoint), score every test
+frame with the live scorer (:func:`vigil.model.dpc.score_segment`, segment by segment, with
+the camera state carried along), and write the frame-level metrics.
+
+- ``auc``: pooled frame-level ROC AUC over all test frames, on the scores exactly as the
+  live scorer emits them (no per-video normalisation — a live camera cannot do that).
+- ``auc_video_norm``: the same after per-video min-max normalisation, as many papers report.
+- ``ap``: pooled average precision (abnormal = positive).
+
+Each test clip is scored as one camera stream starting cold (fresh detector background,
+empty DPC context, empty smoothing tail). Segments are ``segment_frames`` consecutive
+frames at the source frame rate, so every test frame gets a score.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from vigil.datasets.ucsd import UCSD_FPS, read_ucsd
+
+
+def frame_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """Pooled ROC AUC and AP, and the AUC after per-video min-max normalisation."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = np.concatenate(labels).astype(int)
+    s = np.concatenate(scores).astype(np.float64)
+    norm = []
+    for v in scores:
+        v = np.asarray(v, dtype=np.float64)
+        rng = v.max() - v.min()
+        norm.append((v - v.min()) / rng if rng > 0 else np.zeros_like(v))
+    return {
+        "auc": float(roc_auc_score(y, s)),
+        "auc_video_norm": float(roc_auc_score(y, np.concatenate(norm))),
+        "ap": float(average_precision_score(y, s)),
+    }
+
+
+def score_clip(model, frames: np.ndarray, fps: float, segment_frames: int = 16) -> np.ndarray:
+    """Scores of every frame of one clip, fed to the live scorer as consecutive segments."""
+    from vigil.model.dpc import new_scoring_state, score_segment
+
+    state = new_scoring_state(model, fps)
+    out = []
+    for s in range(0, len(frames), segment_frames):
+        scores, state = score_segment(model, frames[s : s + segment_frames], state)
+        out.append(scores)
+    return np.concatenate(out)
+
+
+def run_ucsd_eval(
+    root: str | Path,
+    json_out: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    clips: Sequence[str] | None = None,
+    steps: int | None = None,
+    *,
+    train_clips: Sequence[str] | None = None,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    work_dir: str | Path | None = None,
+    segment_frames: int = 16,
+    fps: float = UCSD_FPS,
+    ablation: bool = False,
+    progress: bool = True,
+    threads: int | None = 1,
+) -> dict[str, Any]:
+    """Evaluate on a UCSD Ped1/Ped2 root; returns (and writes to ``json_out``) the metrics.
+
+    ``checkpoint``: a trained ``normality.pt``; without it a model is trained on the
+    training clips (``train_clips`` names a subset, ``steps`` the number of steps, ``config``
+    overrides :class:`~vigil.model.dpc.NormalityConfig`) into ``work_dir`` (a temporary
+    folder by default). ``clips`` names a subset of test clips. ``ablation`` also scores
+    the same model with each stream alone and with the fixed (even) gate.
+    """
+    import torch
+
+    from services.trainer.normality import train_normal
+    from vigil.model.dpc import NormalityModel
+
+    if threads:
+        torch.set_num_threads(threads)
+    root = Path(root)
+    dataset = root.name
+    test = read_ucsd(root, "testing")
+    if clips is not None:
+        wanted = set(clips)
+        test = [c for c in test if c.name in wanted]
+        if not test:
+            raise ValueError(f"no test clip of {root} is named in {sorted(wanted)}")
+    train_seconds = None
+    tmp = None
+    if checkpoint is None:
+        training = read_ucsd(root, "training")
+        if train_clips is not None:
+            training = [c for c in training if c.name in set(train_clips)]
+        if work_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="vigil-ucsd-")
+            work_dir = tmp.name
+        kwargs = {} if steps is None else {"steps": steps}
+        t0 = time.perf_counter()
+        checkpoint = train_normal(
+            [c.source for c in training], work_dir, fps=fps, seed=seed, config=config,
+            progress=progress, threads=threads, **kwargs,
+        )
+        train_seconds = time.perf_counter() - t0
+    model = NormalityModel.load(checkpoint)
+    meta = torch.load(checkpoint, map_location="cpu", weights_only=False).get("meta", {})
+    if train_seconds is None:
+        train_seconds = meta.get("train_seconds")
+
+    base = (list(model.config.streams), model.config.gate)
+    variants: dict[str, tuple[list[str], str]] = {"main": base}
+    if ablation and len(base[0]) > 1:
+        variants.update({f"{k}_only": ([k], base[1]) for k in base[0]})
+        variants["fixed_gate"] = (base[0], "fixed")
+    frames = {c.name: c.frames() for c in test}
+    labels = [c.labels for c in test]
+    result: dict[str, Any] = {}
+    for name, (streams, gate) in variants.items():
+        model.config.streams, model.config.gate = streams, gate
+        t0 = time.perf_counter()
+        scores = [score_clip(model, frames[c.name], fps, segment_frames) for c in test]
+        seconds = time.perf_counter() - t0
+        m = frame_metrics(scores, labels)
+        if name == "main":
+            per_clip = {}
+            for c, s in zip(test, scores):
+                entry = {"frames": int(len(s)), "abnormal": int(c.labels.sum()), "mean_score": float(np.mean(s))}
+                if 0 < c.labels.sum() < len(c.labels):
+                    from sklearn.metrics import roc_auc_score
+
+                    entry["auc"] = float(roc_auc_score(c.labels, s))
+                per_clip[c.name] = entry
+            result = {
+                "dataset": dataset,
+                **m,
+                "frames": int(sum(len(s) for s in scores)),
+                "train_seconds": train_seconds,
+                "score_fps": float(sum(len(s) for s in scores) / seconds),
+                "per_clip": per_clip,
+                "segment_frames": segment_frames,
+                "fps": fps,
+                "checkpoint_meta": {k: v for k, v in meta.items() if k != "clips"},
+                "config": model.config.model_dump(),
+                "scores": {c.name: [round(float(x), 5) for x in s] for c, s in zip(test, scores)},
+            }
+        else:
+            result.setdefault("ablation", {})[name] = {"streams": streams, "gate": gate, **m}
+    model.config.streams, model.config.gate = base
+    if json_out is not None:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(result, indent=2))
+    if tmp is not None:
+        tmp.cleanup()
+    return result

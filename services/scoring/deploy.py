@@ -1,0 +1,82 @@
+"""Deploy the Serve scoring app on the configured Ray and get a scoring function for the worker."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from vigil.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def default_score_config() -> dict[str, Any]:
+    """Score's ``user_config`` from serve_config.yaml (thresholds, prompt sets, heads)."""
+    import yaml
+
+    from .serve_app import SERVE_CONFIG
+
+    cfg = yaml.safe_load(SERVE_CONFIG.read_text())
+    for d in cfg["applications"][0].get("deployments") or []:
+        if d["name"] == "Score":
+            return dict(d.get("user_config") or {})
+    return {}
+
+
+def _app_kwargs(settings: Settings, heads: str | None, streams: list[str] | None,
+                user_config: dict[str, Any] | None, mode: str | None) -> dict[str, Any]:
+    sv = settings.serve
+    return dict(
+        heads=heads, streams=streams, mode=mode,
+        encoder_replicas=sv.encoder_replicas, scorer_replicas=sv.scorer_replicas,
+        max_batch_size=sv.max_batch_size, batch_wait_timeout_s=sv.batch_wait_timeout_s,
+        max_ongoing_requests=sv.max_ongoing_requests, encoder_num_cpus=sv.encoder_num_cpus,
+        encoder_num_gpus=sv.encoder_num_gpus, torch_threads=settings.model.torch_threads,
+        user_config={**default_score_config(), **(user_config or {})},
+    )
+
+
+def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams: list[str] | None = None,
+                       user_config: dict[str, Any] | None = None, mode: str | None = None):
+    """(Re)deploy the app on the running Ray cluster; returns the ingress handle."""
+    from ray import serve
+
+    from .serve_app import build_app
+
+    serve.start(
+        proxy_location="Disabled",  # the worker calls the app through handles; no HTTP needed
+        http_options={"host": "127.0.0.1"},
+        logging_config={"enable_access_log": False, "log_level": "WARNING"},
+    )
+    app = build_app(settings.model.backbone, **_app_kwargs(settings, heads, streams, user_config, mode))
+    log.info("deploying Serve app %s (backbone %s)", settings.serve.app_name, settings.model.backbone)
+    return serve.run(app, name=settings.serve.app_name, route_prefix=None, blocking=False)
+
+
+def reconfigure_scoring_app(settings: Settings, user_config: dict[str, Any], *, heads: str | None = None,
+                            streams: list[str] | None = None, mode: str | None = None):
+    """Change Score's ``user_config`` (prompts, thresholds, heads) of the running app.
+
+    Only the user_config differs from the running deployment, so Serve calls
+    ``Score.reconfigure`` on the live replicas (no restart); requests keep flowing.
+    """
+    return deploy_scoring_app(settings, heads=heads, streams=streams, user_config=user_config, mode=mode)
+
+
+def get_scoring_handle(settings: Settings):
+    from ray import serve
+
+    return serve.get_app_handle(settings.serve.app_name)
+
+
+def handle_score_fn(handle: Any, timeout_s: float = 120.0):
+    """Adapt the ingress handle to the worker's ``score_fn(frames, state, prompt_set, camera_id)``."""
+
+    def score(frames, state, prompt_set, camera_id=None):  # noqa: ANN001, ANN202
+        return handle.score_segment.remote(frames, state, prompt_set, camera_id).result(timeout_s=timeout_s)
+
+    def stats():  # noqa: ANN202  Encode's batch sizes since the last call (the worker exports them)
+        return handle.encoder_stats.remote().result(timeout_s=30)
+
+    score.stats = stats  # type: ignore[attr-defined]
+    return score

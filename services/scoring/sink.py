@@ -1,0 +1,85 @@
+"""The idempotent SQL sink of the scoring path.
+
+One transaction per scored segment writes the score row, the events it opened, extended
+or ended, and the camera's new state (event tracker + model context). A re-delivered
+segment finds its row and is skipped, so at-least-once delivery yields exactly-once rows,
+and state never runs ahead of or behind the rows.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from vigil.config import CameraParams
+from vigil.contracts import SegmentRef
+from vigil.events import EventTracker, Transition, severity
+from vigil.models import CameraState, Event, SegmentScore
+
+
+class Sink:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def is_scored(self, segment_id: str) -> bool:
+        with Session(self.engine) as s:
+            return s.get(SegmentScore, segment_id) is not None
+
+    def load_camera_state(self, camera_id: str) -> CameraState | None:
+        with Session(self.engine) as s:
+            row = s.get(CameraState, camera_id)
+            if row is not None:
+                s.expunge(row)
+            return row
+
+    def commit(
+        self,
+        ref: SegmentRef,
+        result: dict[str, Any],
+        tracker: EventTracker,
+        transitions: list[Transition],
+        params: CameraParams,
+    ) -> bool:
+        """Write everything for one segment atomically. False if it was already stored."""
+        now = datetime.now(UTC)
+        with Session(self.engine) as s:
+            if s.get(SegmentScore, ref.segment_id) is not None:
+                return False
+            s.add(
+                SegmentScore(
+                    segment_id=ref.segment_id, camera_id=ref.camera_id, seq=ref.seq,
+                    t_start=ref.t_start, t_end=ref.t_end, score=result["score"], s_sem=result.get("s_sem"),
+                    s_pred=result.get("s_pred"), gate=result.get("gate"),
+                    frame_scores=result.get("frame_scores", []), top_descriptions=result.get("top_descriptions", []),
+                    model_version=result["model_version"], object_key=ref.object_key, scored_at=now,
+                )
+            )
+            for tr in transitions:
+                ev = tr.event
+                row = s.get(Event, ev.id)
+                if row is None:
+                    row = Event(id=ev.id, camera_id=ev.camera_id, created_at=now, model_version=result["model_version"],
+                                peak_score=ev.peak_score, first_seq=ev.first_seq, last_seq=ev.last_seq,
+                                t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end))
+                row.t_end = datetime.fromisoformat(ev.t_end)
+                row.last_seq = ev.last_seq
+                row.peak_score = ev.peak_score
+                row.top_descriptions = list(ev.top_descriptions)
+                row.segment_ids = list(ev.segment_ids)
+                row.severity = severity(ev.peak_score, tracker.threshold)  # the learnt one when calibrated
+                row.status = "closed" if tr.kind == "end" else "open"
+                row.updated_at = now
+                s.add(row)
+            state = s.get(CameraState, ref.camera_id)
+            if state is None:
+                state = CameraState(camera_id=ref.camera_id, last_seq=ref.seq)
+            state.last_seq = ref.seq
+            state.tracker = tracker.to_dict()
+            state.model_state = result.get("state") or {}
+            state.updated_at = now
+            s.add(state)
+            s.commit()
+        return True

@@ -1,0 +1,516 @@
+"""The scoring consumer: Kafka segments → Serve app → SQL sink → offsets → events.
+
+Assembled from small steps (decode, fetch, score, sink, publish), each testable alone,
+run as a pipeline with bounded in-flight work:
+
+- The main thread alone owns the Kafka consumer: it polls, hands records to the pipeline,
+  commits offsets and exports the lag. It keeps polling (so the group membership stays
+  alive however slow the model is); when ``max_inflight`` records are in the pipeline it
+  **pauses** its partitions (backpressure, no unbounded queue) and resumes them at half.
+- Fetch + decode of a segment starts as soon as it is polled, on a small pool, so it
+  overlaps the encoding of the segments before it (prefetch, bounded by ``max_inflight``).
+- Each camera is a lane: its records are scored in order, one at a time (its state is a
+  chain); cameras run in parallel, so Serve can batch across cameras.
+
+Delivery is at-least-once with an idempotent sink: a partition's offset is committed only
+up to its first record that is not yet durable (scored and stored, or dead-lettered), and
+only after the producer has flushed the events. A transient failure (object store, Serve,
+database) stops the failed camera's lane, waits for the other lanes to finish the segment
+they are on, commits what is durable, drops the camera state (the sink is the truth) and
+rewinds every partition to its committed offset; what was already stored is skipped on the
+way back.
+
+The consumer that owns a camera's partition keeps the camera's state (event tracker and
+model context) in memory, loaded from the sink when first seen and dropped on rebalance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from vigil import metrics
+from vigil.config import CameraParams, Settings
+from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef, decode
+from vigil.events import EventTracker
+from vigil.objectstore import ObjectMissing, ObjectStore
+from vigil.segments import SegmentDecodeError, decode_segment
+
+from . import telemetry
+from .sink import Sink
+
+log = logging.getLogger(__name__)
+
+
+class Poison(Exception):
+    """A message that can never be processed: it goes to the dead-letter topic."""
+
+
+@dataclass
+class _CameraRuntime:
+    tracker: EventTracker
+    model_state: dict[str, Any]
+
+
+@dataclass
+class _Item:
+    """One polled record on its way through the pipeline."""
+
+    rec: Any
+    tp: TopicPartition
+    camera: str
+    polled_at: float
+    ref: SegmentRef | None = None
+    undecodable: str | None = None  # why the payload is not a SegmentRef
+    fetch: Future | None = None  # prefetched frames (or the exception fetching raised)
+    done: bool = False
+
+
+@dataclass
+class _Lane:
+    """One camera's records, scored in order by at most one pool thread at a time."""
+
+    queue: deque[_Item] = field(default_factory=deque)
+    running: bool = False
+    failed: bool = False  # a transient failure: nothing more runs in order until the rewind
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: ScoringWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked):  # noqa: ANN001
+        # Finish the segments being scored, commit what is durable, forget the rest (the next
+        # owner gets it from the committed offsets) and the camera state (rebuilt from the sink).
+        self.worker._quiesce()
+        try:
+            self.worker._commit_durable()
+        except Exception as exc:  # noqa: BLE001  uncommitted records are re-read by the next owner
+            log.warning("commit on revoke failed (%s: %s)", type(exc).__name__, exc)
+        self.worker._drop_pipeline()
+
+    def on_partitions_assigned(self, assigned):  # noqa: ANN001
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+
+ScoreFn = Callable[..., dict[str, Any]]  # (frames, state, prompt_set, camera_id=...) -> result
+
+
+def params_with_threshold(params: CameraParams, threshold: float | None) -> CameraParams:
+    """The camera's params with a threshold set live on the Serve app (Score's user_config)."""
+    if threshold is None or threshold == params.threshold:
+        return params
+    release = params.release_threshold
+    upd = {"threshold": float(threshold),
+           "release_threshold": None if release is None else min(release, float(threshold))}
+    return CameraParams.model_validate({**params.model_dump(), **upd})
+
+
+class ScoringWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        score_fn: ScoreFn,
+        sink: Sink,
+        store: ObjectStore,
+        producer: Any,
+        consumer: Any,
+        max_parallel: int = 8,
+        max_inflight: int = 32,
+        prefetch_threads: int = 2,
+        stats_fn: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.score_fn = score_fn
+        self.sink = sink
+        self.store = store
+        self.producer = producer
+        self.consumer = consumer
+        self.max_inflight = max(1, max_inflight)
+        self.stats_fn = stats_fn or getattr(score_fn, "stats", None)
+        self.cameras: dict[str, _CameraRuntime] = {}
+        self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="score")
+        self.fetch_pool = ThreadPoolExecutor(max(1, prefetch_threads), thread_name_prefix="fetch")
+        self.stop = threading.Event()
+        self.processed = 0  # records whose offsets were committed
+        self._lock = threading.Lock()
+        self._inflight: dict[TopicPartition, deque[_Item]] = defaultdict(deque)
+        self._n_inflight = 0
+        self._lanes: dict[str, _Lane] = defaultdict(_Lane)
+        self._failures: list[tuple[str, BaseException]] = []
+        self._halt = False  # lanes stop after their current record
+        self._paused = False
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_lag = 0.0
+        self._last_stats = 0.0
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.settings.kafka.segments_topic], listener=_Rebalance(self))
+
+    # ------------------------------------------------------------ steps
+    def _camera(self, camera_id: str) -> _CameraRuntime:
+        rt = self.cameras.get(camera_id)
+        if rt is None:
+            params = self.settings.params_for(camera_id)
+            row = self.sink.load_camera_state(camera_id)
+            if row is not None and row.tracker:
+                tracker = EventTracker.from_dict(row.tracker)
+                tracker.retune(params)
+                model_state = row.model_state
+            else:
+                tracker, model_state = EventTracker.for_camera(camera_id, params), {}
+            rt = self.cameras.setdefault(camera_id, _CameraRuntime(tracker, model_state))
+        return rt
+
+    def _fetch_frames(self, ref: SegmentRef):
+        t0 = time.perf_counter()
+        try:
+            data = self.store.get(ref.object_key)
+        except ObjectMissing:
+            raise Poison(f"segment object {ref.object_key} is missing from the object store") from None
+        t1 = time.perf_counter()
+        try:
+            seg = decode_segment(data)
+        except SegmentDecodeError as exc:
+            raise Poison(f"segment object {ref.object_key}: {exc}") from None
+        metrics.STAGE_SECONDS.labels("fetch").observe(t1 - t0)
+        metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t1)
+        return seg.frames
+
+    def _prefetch(self, ref: SegmentRef):
+        """Runs on the fetch pool ahead of scoring; None when the segment is already stored."""
+        if self.sink.is_scored(ref.segment_id):
+            return None
+        return self._fetch_frames(ref)
+
+    def _dead_letter(self, rec: Any, reason: str) -> None:
+        dl = DeadLetter.wrap(
+            rec.value or b"", reason, source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
+            key=rec.key.decode(errors="replace") if rec.key else None,
+        )
+        self.producer.send(self.settings.kafka.dlq_topic, key=rec.key, value=dl.encode()).get(timeout=30)
+        metrics.DEAD_LETTERS.labels(reason.split(":", 1)[0][:40]).inc()
+        log.warning("dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, reason)
+
+    def _process_record(self, rec: Any, prefetched: Future | None = None) -> None:
+        """Score and store one record (or dead-letter it). Raises on transient failures."""
+        try:
+            ref = decode(SegmentRef, rec.value)
+        except ContractError as exc:
+            self._dead_letter(rec, f"undecodable SegmentRef: {exc}")
+            return
+        try:
+            if prefetched is not None:
+                frames = prefetched.result()
+                # already stored when prefetched, or since (a duplicate in the same window)
+                if frames is None or self.sink.is_scored(ref.segment_id):
+                    metrics.DUPLICATES.inc()
+                    return
+            else:
+                if self.sink.is_scored(ref.segment_id):
+                    metrics.DUPLICATES.inc()
+                    return
+                frames = self._fetch_frames(ref)
+        except Poison as exc:
+            self._dead_letter(rec, str(exc))
+            return
+        params = self.settings.params_for(ref.camera_id)
+        prompt_set = params.prompt_set or self.settings.model.prompt_set
+        rt = self._camera(ref.camera_id)
+        t0 = time.perf_counter()
+        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id)
+        metrics.STAGE_SECONDS.labels("score").observe(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        params = params_with_threshold(params, result.get("threshold"))
+        # Work on a copy: if the commit fails, the in-memory state must not run ahead of SQL.
+        tracker = EventTracker.from_dict(rt.tracker.to_dict())
+        tracker.retune(params)
+        transitions = tracker.update(
+            segment_id=ref.segment_id, seq=ref.seq, t_start=ref.t_start, t_end=ref.t_end,
+            score=result["score"], top_descriptions=result.get("top_descriptions"),
+        )
+        if not self.sink.commit(ref, result, tracker, transitions, params):
+            metrics.DUPLICATES.inc()
+            return
+        rt.tracker, rt.model_state = tracker, result.get("state") or {}
+        metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - t0)
+        metrics.SEGMENTS_SCORED.inc()
+        metrics.FRAMES_SCORED.inc(ref.n_frames)
+        metrics.E2E_LATENCY.observe(max(0.0, (datetime.now(UTC) - ref.t_end).total_seconds()))
+        for tr in transitions:
+            ev = tr.event
+            msg = EventMessage(
+                event_id=ev.id, kind=tr.kind, camera_id=ev.camera_id,
+                t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end),
+                peak_score=ev.peak_score, top_descriptions=ev.top_descriptions, segment_ids=ev.segment_ids,
+                model_version=result["model_version"],
+            )
+            self.producer.send(self.settings.kafka.events_topic, key=ev.camera_id.encode(), value=msg.encode())
+            metrics.EVENTS_EMITTED.labels(tr.kind).inc()
+
+    # ------------------------------------------------------------ pipeline
+    def submit(self, rec: Any) -> None:
+        """Put one polled record into the pipeline (prefetch now, score in its camera's lane)."""
+        tp = TopicPartition(rec.topic, rec.partition)
+        key = rec.key.decode(errors="replace") if rec.key else f"__nokey-{rec.partition}"
+        item = _Item(rec, tp, key, time.monotonic())
+        try:
+            item.ref = decode(SegmentRef, rec.value)
+            item.fetch = self.fetch_pool.submit(self._prefetch, item.ref)
+        except ContractError as exc:
+            item.undecodable = str(exc)
+        with self._lock:
+            self._inflight[tp].append(item)
+            self._n_inflight += 1
+            lane = self._lanes[key]
+            lane.queue.append(item)
+            start = not lane.running and not lane.failed
+            lane.running = lane.running or start
+        telemetry.INFLIGHT.set(self._n_inflight)
+        if start:
+            self.pool.submit(self._run_lane, key, lane)
+
+    def _run_lane(self, camera: str, lane: _Lane) -> None:
+        while True:
+            with self._lock:
+                if self._halt or not lane.queue:
+                    lane.running = False
+                    return
+                item = lane.queue.popleft()
+            metrics.STAGE_SECONDS.labels("queue").observe(time.monotonic() - item.polled_at)
+            try:
+                if item.undecodable is not None:
+                    self._dead_letter(item.rec, f"undecodable SegmentRef: {item.undecodable}")
+                else:
+                    self._process_record(item.rec, item.fetch)
+            except Exception as exc:  # noqa: BLE001  transient: stop this lane; the loop rewinds
+                metrics.SCORING_ERRORS.labels("batch").inc()
+                log.warning("camera %s: scoring failed (%s: %s); will retry", camera, type(exc).__name__, exc)
+                with self._lock:
+                    self._failures.append((camera, exc))
+                    lane.running, lane.failed = False, True
+                return
+            with self._lock:
+                item.done = True
+
+    def _quiesce(self, timeout_s: float = 600.0, *, poll: bool = False) -> None:
+        """Stop every lane after its current record and wait until none runs.
+
+        With ``poll`` (the main loop, not a rebalance callback) the consumer keeps polling its
+        paused partitions meanwhile, so a slow model call cannot cost the group membership
+        (``max_poll_interval_ms``). Anything such a poll returns is re-read after the rewind.
+        """
+        with self._lock:
+            self._halt = True
+        if poll:
+            parts = list(self.consumer.assignment())
+            if parts:
+                self.consumer.pause(*parts)
+                self._paused = True
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not any(lane.running for lane in self._lanes.values()):
+                    break
+            if poll:
+                self._poll_paused()
+            else:
+                time.sleep(0.01)
+        with self._lock:
+            self._halt = False
+
+    def _poll_paused(self) -> None:
+        """Poll only to stay in the group; a record it returns anyway (a partition assigned
+        meanwhile, so not paused) is put back: seek to it and pause that partition."""
+        batch = self.consumer.poll(timeout_ms=100, max_records=1)
+        for tp, recs in batch.items():
+            if recs:
+                self.consumer.seek(tp, recs[0].offset)
+                self.consumer.pause(tp)
+                self._paused = True
+
+    def _durable_offsets(self) -> dict[TopicPartition, int]:
+        """Per partition, the offset after its longest prefix of durable records (pops them)."""
+        out: dict[TopicPartition, int] = {}
+        n = 0
+        with self._lock:
+            for tp, q in self._inflight.items():
+                while q and q[0].done:
+                    out[tp] = q.popleft().rec.offset + 1
+                    n += 1
+            self._n_inflight -= n
+        self.processed += n
+        telemetry.INFLIGHT.set(self._n_inflight)
+        return out
+
+    def _commit_durable(self) -> None:
+        offsets = self._durable_offsets()
+        if not offsets:
+            return
+        t0 = time.perf_counter()
+        self.producer.flush(30)  # events and dead letters durable before the offsets move
+        self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        self._committed.update(offsets)
+        metrics.STAGE_SECONDS.labels("commit").observe(time.perf_counter() - t0)
+
+    def _drop_pipeline(self) -> None:
+        """Forget everything not yet committed (lanes are idle) and the camera state."""
+        with self._lock:
+            for f in (it.fetch for q in self._inflight.values() for it in q):
+                if f is not None:
+                    f.cancel()
+            self._inflight.clear()
+            self._lanes.clear()
+            self._n_inflight = 0
+            self._failures.clear()
+        self.cameras.clear()  # reload state from SQL: it is the truth after a partial batch
+        telemetry.INFLIGHT.set(0)
+
+    def _recover(self) -> None:
+        """After a transient failure: settle, commit what is durable, rewind the rest."""
+        self._quiesce(poll=True)
+        try:
+            self._commit_durable()
+        except Exception as exc:  # noqa: BLE001  e.g. the group rebalanced: the next owner re-reads
+            log.warning("commit during recovery failed (%s: %s)", type(exc).__name__, exc)
+        self._drop_pipeline()
+        try:
+            self._rewind(sorted(self.consumer.assignment(), key=lambda t: t.partition))
+            self.producer.flush(30)
+        except Exception as exc:  # noqa: BLE001  the loop tries again
+            log.warning("rewind failed (%s: %s)", type(exc).__name__, exc)
+        # back off 1 s, still polling the (paused) partitions so the group keeps this member
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end and not self.stop.is_set():
+            self._poll_paused()
+
+    def _rewind(self, partitions: list[TopicPartition]) -> None:
+        self.cameras.clear()
+        assigned = set(self.consumer.assignment())
+        for tp in partitions:
+            if tp not in assigned:
+                continue
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    def _backpressure(self) -> None:
+        parts = list(self.consumer.assignment())
+        if not parts:
+            return
+        if self._n_inflight >= self.max_inflight and not self._paused:
+            self.consumer.pause(*parts)
+            self._paused = True
+        elif self._n_inflight <= self.max_inflight // 2 and self._paused:
+            self.consumer.resume(*parts)
+            self._paused = False
+        elif self._paused:
+            self.consumer.pause(*parts)  # a rebalance hands out unpaused partitions
+        telemetry.PAUSED.set(1 if self._paused else 0)
+
+    def step(self, poll_timeout_ms: int = 200) -> int:
+        """One turn of the loop: settle failures, commit, poll more (if there is room). Returns records polled."""
+        if self._failures:
+            self._recover()
+            return 0
+        self._commit_durable()
+        self._backpressure()
+        room = self.max_inflight - self._n_inflight
+        batch = self.consumer.poll(timeout_ms=poll_timeout_ms, max_records=max(1, room))
+        n = 0
+        for tp in sorted(batch, key=lambda t: t.partition):
+            for rec in batch[tp]:
+                self.submit(rec)
+                n += 1
+        self._export_lag()
+        self._export_stats()
+        return n
+
+    def process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Process one poll's records to the end; commit offsets of what is durable."""
+        for tp in sorted(batch, key=lambda t: t.partition):
+            for rec in batch[tp]:
+                self.submit(rec)
+        while True:
+            with self._lock:
+                idle = not any(lane.running for lane in self._lanes.values())
+            if idle:
+                break
+            time.sleep(0.005)
+        if self._failures:
+            self._recover()
+        else:
+            self._commit_durable()
+
+    def _export_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < 5:
+            return
+        self._last_lag = now
+        try:
+            parts = list(self.consumer.assignment())
+            if not parts:
+                return
+            ends = self.consumer.end_offsets(parts)
+            for tp in parts:
+                done = self._committed.get(tp)
+                if done is None:
+                    done = self.consumer.committed(tp) or 0
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, ends[tp] - done))
+        except Exception:  # noqa: BLE001  lag is best effort
+            log.debug("lag export failed", exc_info=True)
+
+    def _export_stats(self) -> None:
+        if self.stats_fn is None or time.monotonic() - self._last_stats < 5:
+            return
+        self._last_stats = time.monotonic()
+        try:
+            for b in self.stats_fn().get("batch_sizes", []):
+                telemetry.BATCH_SIZE.observe(b)
+        except Exception:  # noqa: BLE001  stats are best effort
+            log.debug("encoder stats failed", exc_info=True)
+
+    def run(self, *, idle_exit_s: float | None = None) -> None:
+        """Consume until :attr:`stop` is set (or nothing arrives for ``idle_exit_s``)."""
+        self.subscribe()
+        idle_since = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                n = self.step(poll_timeout_ms=100 if self._n_inflight else 500)
+            except Exception as exc:  # noqa: BLE001  never die silently: settle and rewind
+                metrics.SCORING_ERRORS.labels("loop").inc()
+                log.warning("consumer loop failed (%s: %s); rewinding", type(exc).__name__, exc)
+                with self._lock:
+                    self._failures.append(("__loop__", exc))
+                continue
+            if n or self._n_inflight:
+                idle_since = time.monotonic()
+            elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                break
+        self._quiesce(timeout_s=60)
+        try:
+            self._commit_durable()
+        except Exception:  # noqa: BLE001  uncommitted records are re-delivered: at-least-once
+            log.warning("final commit failed", exc_info=True)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.pool.shutdown(wait=True)
+        self.fetch_pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.consumer.close(autocommit=False)
+        except Exception:  # noqa: BLE001
+            pass

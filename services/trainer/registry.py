@@ -1,0 +1,142 @@
+"""Model registry: versions in SQL (``model_versions``) and their files in the object store.
+
+A version's id is the model's own version string (``<backbone>+heads:<digest>``), the
+value the scoring path writes into ``segment_scores.model_version``, so scores join to the
+version that produced them. Its objects:
+
+- ``models/<digest>/heads.pt`` — the heads file (:mod:`vigil.model.heads`);
+- ``models/<digest>/lineage.json`` — data (training-set manifest, digest), configuration,
+  metrics (candidate and the version it beat), parent version, training run.
+
+The row's ``metrics`` carries the evaluation and, under ``lineage``, the parent, the data
+digest and the lineage object's key. The zero-shot model (no heads) is the implicit root:
+``parent = None``.
+
+Activation marks one row active and swaps the heads of the running Serve app through
+``Score.reconfigure(user_config)`` (:func:`services.scoring.deploy.reconfigure_scoring_app`):
+the deployment's init arguments stay as the scoring worker deployed them, only
+``user_config["heads"]`` changes, so Serve calls ``reconfigure`` on the live replica
+(integration test: same replica before and after, every segment scored once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from vigil.config import Settings
+from vigil.db import session_scope
+from vigil.models import ModelVersion, utcnow
+from vigil.objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MODELS_PREFIX = "models/"
+
+
+def heads_key(digest: str) -> str:
+    return f"{MODELS_PREFIX}{digest}/heads.pt"
+
+
+def lineage_key(digest: str) -> str:
+    return f"{MODELS_PREFIX}{digest}/lineage.json"
+
+
+def digest_of(version_id: str) -> str:
+    return version_id.rsplit("+heads:", 1)[-1]
+
+
+@dataclass
+class ActiveVersion:
+    id: str
+    checkpoint_key: str | None
+
+
+def active_version(engine: Engine) -> ActiveVersion | None:
+    with Session(engine) as db:
+        row = db.exec(select(ModelVersion).where(ModelVersion.active == True)  # noqa: E712
+                      .order_by(ModelVersion.activated_at.desc())).first()
+        return ActiveVersion(row.id, row.checkpoint_key) if row else None
+
+
+def register_version(
+    engine: Engine, store: ObjectStore, *, version_id: str, backbone: str, heads_bytes: bytes,
+    lineage: dict[str, Any], metrics: dict[str, Any], description: str | None = None,
+) -> ModelVersion:
+    """Store the heads and lineage objects, then insert the row (objects first: a row never
+    points at a missing file). Registering the same version twice keeps the first row."""
+    digest = digest_of(version_id)
+    store.put(heads_key(digest), heads_bytes)
+    store.put(lineage_key(digest), json.dumps({"version": version_id, **lineage}, indent=2, default=str).encode(),
+              content_type="application/json")
+    with session_scope(engine) as db:
+        row = db.get(ModelVersion, version_id)
+        if row is None:
+            row = ModelVersion(
+                id=version_id, backbone=backbone, description=description, checkpoint_key=heads_key(digest),
+                metrics={**metrics, "lineage": {"parent": lineage.get("parent"), "data_digest": lineage.get("data", {}).get("digest"),
+                                                "run_id": lineage.get("run_id"), "object": lineage_key(digest)}},
+            )
+            db.add(row)
+        db.flush()
+        db.expunge(row)
+    return row
+
+
+def read_lineage(store: ObjectStore, version_id: str) -> dict[str, Any]:
+    return json.loads(store.get(lineage_key(digest_of(version_id))))
+
+
+def local_heads(settings: Settings, store: ObjectStore, version_id: str) -> Path:
+    """The version's heads file on this machine (``<state_dir>/models/<digest>/heads.pt``)."""
+    digest = digest_of(version_id)
+    path = Path(settings.state_dir).resolve() / "models" / digest / "heads.pt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(store.get(heads_key(digest)))
+        tmp.replace(path)
+    return path
+
+
+def serving_user_config(settings: Settings, engine: Engine, store: ObjectStore,
+                        base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Score deployment's ``user_config`` for the active version (``base`` kept otherwise):
+    what a (re)deploy of the scoring app should pass so a fresh replica serves the active version."""
+    uc = dict(base or {})
+    act = active_version(engine)
+    if act is not None:
+        uc["heads"] = str(local_heads(settings, store, act.id))
+    return uc
+
+
+def activate(settings: Settings, engine: Engine, store: ObjectStore, version_id: str, *, serve: bool = True,
+             user_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make ``version_id`` the active version; with ``serve``, reconfigure the running Serve app.
+
+    Returns the ``user_config`` applied. The SQL flag moves only after Serve accepted the
+    new config, so the table never names a version that is not being served.
+    """
+    with Session(engine) as db:
+        if db.get(ModelVersion, version_id) is None:
+            raise KeyError(f"no model version {version_id!r}")
+    uc = {**(user_config or {}), "heads": str(local_heads(settings, store, version_id))}
+    if serve:
+        from services.scoring.deploy import reconfigure_scoring_app
+
+        reconfigure_scoring_app(settings, uc)
+    with session_scope(engine) as db:
+        for row in db.exec(select(ModelVersion).where(ModelVersion.active == True)).all():  # noqa: E712
+            row.active = False
+            db.add(row)
+        row = db.get(ModelVersion, version_id)
+        row.active, row.activated_at = True, utcnow()
+        db.add(row)
+    log.info("activated %s", version_id)
+    return uc

@@ -1,0 +1,200 @@
+"""Train vigil-tiny: a small open_clip CLIP, contrastively, on SynthCity frames and captions.
+
+Reproduce the committed checkpoint (CPU, 2 threads)::
+
+    HF_HUB_OFFLINE=1 python -m services.trainer.tiny_clip --out shared/model/weights/vigil-tiny.pt --seed 0
+
+(the defaults of :func:`train_tiny_clip` are the recorded settings; ``TRAINED_WITH`` below).
+
+Data: frames of SynthCity cameras whose seeds come from ``vigil.synthcity.TRAIN_SEEDS``
+only (the benchmark uses ``EVAL_SEEDS``: held-out layouts and cameras), every scene, day
+and night, with staged anomalies in about half of the frames. Each frame is paired with its
+caption or a shorter view of it (the event sentence alone, or the scene and what the
+normal crowd does), so that short text prompts land where full captions do.
+
+Loss: symmetric InfoNCE with a learned temperature; captions that are identical within a
+batch count as positives of each other (soft targets), since many normal frames share one.
+The checkpoint is the state dict in float16 (``create_backbone`` upcasts on load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL = "vigil-tiny"
+TRAINED_WITH = {
+    "command": "HF_HUB_OFFLINE=1 python -m services.trainer.tiny_clip --out shared/model/weights/vigil-tiny.pt --seed 0",
+    "seed": 0,
+}
+
+
+def _views(caption: str) -> list[str]:
+    """The caption and shorter views of it (event sentence alone; scene + normal activity)."""
+    parts = [p.strip() for p in caption.split(". ") if p.strip()]
+    views = [caption]
+    if len(parts) > 1:
+        views += parts[:-1]  # the event sentences
+    body = parts[-1]
+    views.append(body)
+    scene, _, rest = body.partition(", ")
+    if rest:
+        views.append(rest)
+    return list(dict.fromkeys(v.rstrip(".") for v in views))
+
+
+def render_training_set(*, seed: int, cameras_per_scene: int, frames_per_clip: int, stride: int, image_size: int,
+                        width: int = 320, height: int = 240, progress: bool = True):
+    """Frames (uint8 ``[N, S, S, 3]``, already resized like ``Backbone.preprocess_frames``),
+    caption views per frame, scene names and camera seeds — all from TRAIN_SEEDS."""
+    from tqdm import tqdm
+
+    from vigil.synthcity import SCENE_RULES, SCENES, TRAIN_SEEDS, render_clip
+
+    rng = np.random.default_rng([seed, 101])
+    jobs = []
+    for scene in SCENES:
+        rule = SCENE_RULES[scene]
+        for _ in range(cameras_per_scene):
+            cam_seed = int(TRAIN_SEEDS[int(rng.integers(len(TRAIN_SEEDS)))])
+            k = int(rng.integers(1, 4))
+            types = list(rng.choice(rule.anomalies + ("cycling",), size=k, replace=False))
+            starts = sorted(int(s) for s in rng.integers(0, max(1, frames_per_clip - 60), size=k))
+            jobs.append((scene, cam_seed, list(zip(types, starts))))
+    images, views, scenes, seeds = [], [], [], []
+    for scene, cam_seed, anomalies in tqdm(jobs, desc="render SynthCity", disable=not progress):
+        clip = render_clip(scene, cam_seed, frames_per_clip, width, height, anomalies=anomalies)
+        for i in range(stride // 2, frames_per_clip, stride):
+            images.append(cv2.resize(clip.frames[i], (image_size, image_size), interpolation=cv2.INTER_AREA))
+            views.append(_views(clip.captions[i]))
+            scenes.append(scene)
+            seeds.append(cam_seed)
+    return np.stack(images), views, scenes, seeds
+
+
+def train_tiny_clip(
+    out: Path,
+    *,
+    seed: int = 0,
+    steps: int = 300,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    warmup: int = 40,
+    cameras_per_scene: int = 30,
+    frames_per_clip: int = 150,
+    stride: int = 3,
+    threads: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Train vigil-tiny from scratch and write its float16 state dict to ``out``.
+
+    Deterministic for a given ``seed`` and thread count on CPU. Returns a summary
+    (steps, final loss, seconds, checkpoint size, data size).
+    """
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from vigil.model.backbones import CONFIG_DIR
+
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    cfg_path = CONFIG_DIR / f"{MODEL}.json"
+    cfg = json.loads(cfg_path.read_text())
+    open_clip.add_model_config(cfg_path)
+    size = int(cfg["vision_cfg"]["image_size"])
+    images, views, _scenes, _seeds = render_training_set(
+        seed=seed, cameras_per_scene=cameras_per_scene, frames_per_clip=frames_per_clip, stride=stride,
+        image_size=size, progress=progress)
+    t_data = time.time() - t0
+    tokenizer = open_clip.get_tokenizer(MODEL)
+    vocab = sorted({v for vs in views for v in vs})
+    index = {v: i for i, v in enumerate(vocab)}
+    tokens = tokenizer(vocab)
+    view_ids = [[index[v] for v in vs] for vs in views]
+
+    torch.manual_seed(seed)
+    model = open_clip.create_model(MODEL, pretrained=None)
+    model.train()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return lr * 0.5 * (1 + np.cos(np.pi * t))
+
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    rng = np.random.default_rng([seed, 202])
+    n = len(images)
+    losses = []
+    bar = tqdm(range(steps), desc="train vigil-tiny", disable=not progress)
+    for step in bar:
+        idx = rng.choice(n, size=batch_size, replace=False)
+        x = torch.from_numpy(images[idx]).permute(0, 3, 1, 2).float().div_(255.0)
+        if rng.random() < 0.5:  # brightness / contrast jitter
+            x = (x * float(rng.uniform(0.75, 1.2)) + float(rng.uniform(-0.06, 0.06))).clamp_(0, 1)
+        x = (x - mean) / std
+        tid = np.array([view_ids[i][int(rng.integers(len(view_ids[i])))] for i in idx])
+        t = tokens[torch.from_numpy(tid)]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        img_f, txt_f, scale = model(x, t)[:3]
+        logits = scale * img_f @ txt_f.t()
+        same = torch.from_numpy((tid[:, None] == tid[None, :]).astype(np.float32))
+        target = same / same.sum(1, keepdim=True)
+        loss = 0.5 * (-(target * F.log_softmax(logits, 1)).sum(1).mean() - (target * F.log_softmax(logits.t(), 1)).sum(1).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, np.log(100))
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
+    model.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().to(torch.float16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(sd, out)
+    summary = {
+        "model": MODEL, "seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
+        "frames": int(n), "unique_texts": len(vocab), "final_loss": float(np.mean(losses[-20:])),
+        "seconds_total": round(time.time() - t0, 1), "seconds_data": round(t_data, 1),
+        "checkpoint_bytes": out.stat().st_size,
+    }
+    log.info("vigil-tiny trained: %s", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path("shared/model/weights/vigil-tiny.pt"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--cameras-per-scene", type=int, default=30)
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    s = train_tiny_clip(args.out, seed=args.seed, steps=args.steps, batch_size=args.batch_size,
+                        cameras_per_scene=args.cameras_per_scene)
+    print(json.dumps(s, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""One typed settings tree for every Vigil process.
+
+Sources, highest priority first: keyword arguments, ``VIGIL_*`` environment variables
+(nested with ``__``, e.g. ``VIGIL_KAFKA__BOOTSTRAP_SERVERS``), the YAML file named by
+``VIGIL_CONFIG`` or passed to :func:`load_settings`, then the defaults below.
+
+Every model forbids unknown keys, so a typo is an error that names the key instead of a
+silently ignored setting. Cameras inherit ``camera_defaults`` and override any of it;
+after loading, a process reads ``settings.cameras[i].params`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field and what to do."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- infrastructure
+
+
+class KafkaSettings(_Strict):
+    bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]; empty = start the embedded Tansu broker"
+    )
+    port: int = Field(0, ge=0, le=65535, description="embedded broker port; 0 = pick a free one")
+    segments_topic: str = "vigil.segments.v1"
+    events_topic: str = "vigil.events.v1"
+    dlq_topic: str = "vigil.segments.dlq"
+    partitions: int = Field(4, ge=1, le=1024, description="partitions of the segments topic")
+    consumer_group: str = "vigil-scoring"
+    session_timeout_ms: int = Field(6000, ge=1000)
+    heartbeat_interval_ms: int = Field(1000, ge=100)
+    # kafka-python waits max_poll_interval_ms on a group's first join; 300 s default is unusable.
+    max_poll_interval_ms: int = Field(30000, ge=1000)
+
+
+class S3Settings(_Strict):
+    endpoint: str | None = Field(None, description="host:port of MinIO/S3; empty = embedded SeaweedFS")
+    port: int = Field(0, ge=0, le=65535, description="embedded S3 port; 0 = pick a free one")
+    access_key: str = "vigil"
+    secret_key: SecretStr = SecretStr("vigil-dev-secret")
+    bucket: str = Field("vigil", min_length=3, max_length=63)
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class DatabaseSettings(_Strict):
+    url: str | None = Field(None, description="SQLAlchemy URL; empty = SQLite file in the state dir")
+
+
+class RaySettings(_Strict):
+    address: str | None = Field(None, description="ray://host:port or host:port; empty = local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for the local Ray; empty = all")
+    namespace: str = "vigil"
+
+
+class ServeSettings(_Strict):
+    app_name: str = "vigil-scoring"
+    encoder_replicas: int = Field(1, ge=1)
+    scorer_replicas: int = Field(1, ge=1)
+    max_batch_size: int = Field(4, ge=1, le=256, description="segments per encoder batch")
+    batch_wait_timeout_s: float = Field(0.02, ge=0, le=5)
+    max_ongoing_requests: int = Field(32, ge=1)
+    encoder_num_gpus: float = Field(0, ge=0)
+    encoder_num_cpus: float = Field(1, ge=0)
+
+
+class ApiSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    admin_key: SecretStr = SecretStr("vigil-dev-admin-key")
+
+
+class DashboardSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8501, ge=0, le=65535)
+
+
+class ModelSettings(_Strict):
+    backbone: str = Field(
+        "vigil-tiny",
+        description="backbone registry name (see vigil.model.backbones), e.g. vigil-micro, ViT-B-32:laion2b_s34b_b79k",
+    )
+    allow_download: bool = Field(False, description="let open_clip fetch pretrained weights from the hub")
+    torch_threads: int | None = Field(None, ge=1, description="intra-op threads; empty = torch default")
+    prompt_set: str = Field("default", description="name of the prompt set used when a camera names none")
+
+
+class RetentionSettings(_Strict):
+    """What to keep, and for how long (``vigil cleanup``; see vigil.retention)."""
+
+    days: dict[str, int] = Field(
+        default_factory=lambda: {"low": 7, "medium": 30, "high": 90, "critical": 365},
+        description="days a closed event (row, clip, thumbnail, feedback) is kept, by severity",
+    )
+    default_days: int = Field(30, ge=1, description="for a severity not listed in `days`")
+    segment_days: int = Field(7, ge=1, description="days stored segments (object + score row) are kept")
+    batch_size: int = Field(200, ge=1, le=10_000)
+
+    def days_for(self, severity: str) -> int:
+        return self.days.get(severity, self.default_days)
+
+
+# ---------------------------------------------------------------- cameras
+
+
+class FileSource(_Strict):
+    type: Literal["file"] = "file"
+    path: Path
+    loop: bool = False
+    realtime: bool = Field(True, description="pace frames at the video's own fps")
+
+
+class FramesSource(_Strict):
+    type: Literal["frames"] = "frames"
+    path: Path = Field(description="a folder of images, read in name order")
+    fps: float = Field(10.0, gt=0, description="the frame rate the images were taken at")
+    loop: bool = False
+    realtime: bool = False
+
+
+class StreamSource(_Strict):
+    type: Literal["rtsp", "http"] = "rtsp"
+    url: SecretStr = Field(description="stream URL; may carry credentials, so it is never logged")
+    reconnect_initial_s: float = Field(1.0, gt=0)
+    reconnect_max_s: float = Field(30.0, gt=0)
+    max_reconnects: int | None = Field(None, ge=0, description="give up after this many; empty = never")
+
+
+class SyntheticSource(_Strict):
+    type: Literal["synthetic"] = "synthetic"
+    scene: str = Field("campus_walkway", description="a SynthCity scene (vigil.synthcity.SCENES)")
+    seed: int = 0
+    width: int = Field(320, ge=32, le=4096)
+    height: int = Field(240, ge=32, le=4096)
+    fps: float = Field(10.0, gt=0)
+    anomaly_rate: float = Field(0.1, ge=0, le=1, description="share of time with a staged anomaly")
+    realtime: bool = True
+
+
+CameraSource = Annotated[
+    FileSource | FramesSource | StreamSource | SyntheticSource, Field(discriminator="type")
+]
+
+
+class CameraParams(_Strict):
+    """Per-camera behaviour; global defaults merged with each camera's overrides."""
+
+    fps: float = Field(4.0, gt=0, le=60, description="frames sampled per second into segments")
+    frames_per_segment: int = Field(16, ge=1, le=256)
+    max_side: int = Field(320, ge=32, le=4096, description="stored frames are resized to fit this")
+    jpeg_quality: int = Field(85, ge=10, le=100)
+    threshold_mode: Literal["fixed", "calibrated"] = Field(
+        "calibrated",
+        description="fixed: `threshold` opens events; calibrated: learn it from the camera's first "
+        "normal period as quantile + margin, never below `calibration_floor`",
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="score that opens an event (fixed mode)")
+    calibration_floor: float = Field(0.05, ge=0, le=1, description="lowest threshold calibration may learn")
+    release_threshold: float | None = Field(
+        None, ge=0, le=1, description="score under which an open event ends; empty = 0.8 * threshold"
+    )
+    calibration_skip_segments: int = Field(
+        16, ge=0, description="segments to ignore first (the model calibrates its predictive stream on them)"
+    )
+    calibration_segments: int = Field(16, ge=1, description="normal-period segments the threshold is learnt from")
+    calibration_quantile: float = Field(0.95, gt=0, le=1)
+    calibration_margin: float = Field(0.05, ge=0, le=1)
+    smoothing_alpha: float = Field(1.0, gt=0, le=1, description="EMA weight of the newest score; 1 = none")
+    pre_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip starts this long before the event")
+    post_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip ends this long after the event")
+    min_event_segments: int = Field(1, ge=1, description="segments above threshold before an event opens")
+    end_after_segments: int = Field(1, ge=1, description="segments under release before an event ends")
+    context: str = Field("default", description="site or camera group; selects the prompt set")
+    prompt_set: str | None = None
+
+    @model_validator(mode="after")
+    def _release_below_open(self) -> CameraParams:
+        if self.release_threshold is not None and self.release_threshold > self.threshold:
+            raise ValueError(
+                f"release_threshold ({self.release_threshold}) must not exceed threshold ({self.threshold})"
+            )
+        return self
+
+    @property
+    def release(self) -> float:
+        return self.release_threshold if self.release_threshold is not None else 0.8 * self.threshold
+
+
+class CameraConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str | None = None
+    enabled: bool = True
+    source: CameraSource
+    params: CameraParams = Field(default_factory=CameraParams)
+
+
+# ---------------------------------------------------------------- root
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    state_dir: Path = Field(Path(".vigil"), description="logs, SQLite, embedded server data")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    s3: S3Settings = Field(default_factory=S3Settings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    camera_defaults: CameraParams = Field(default_factory=CameraParams)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_camera_defaults(cls, data: Any) -> Any:
+        """Each camera's ``params`` = global ``camera_defaults`` overridden by its own keys."""
+        if not isinstance(data, dict):
+            return data
+        defaults = data.get("camera_defaults") or {}
+        if isinstance(defaults, BaseModel):
+            defaults = defaults.model_dump(exclude_unset=True)
+        cams = data.get("cameras") or []
+        merged = []
+        for cam in cams:
+            if isinstance(cam, dict):
+                own = cam.get("params") or {}
+                if isinstance(own, BaseModel):
+                    own = own.model_dump(exclude_unset=True)
+                cam = {**cam, "params": {**defaults, **own}}
+            merged.append(cam)
+        if cams:
+            data = {**data, "cameras": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _unique_camera_ids(self) -> Settings:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} appears more than once")
+            seen.add(cam.id)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # keyword overrides > VIGIL_* environment > YAML file > defaults
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    # -- derived locations
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.state_dir / 'vigil.db').resolve()}"
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(f"no camera {camera_id!r} in the configuration")
+
+    def params_for(self, camera_id: str) -> CameraParams:
+        """A known camera's params, or the global defaults for one not in the config."""
+        try:
+            return self.camera(camera_id).params
+        except KeyError:
+            return self.camera_defaults
+
+
+_yaml_data: ContextVar[dict[str, Any]] = ContextVar("vigil_yaml_data", default={})
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get())
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key; check its spelling against the documented settings")
+        else:
+            given = e.get("input")
+            shown = "" if isinstance(given, (dict, list)) or "secret" in loc or "url" in loc else f" (got {given!r})"
+            lines.append(f"  {loc}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file (``path`` or ``$VIGIL_CONFIG``), apply env and keyword overrides.
+
+    Raises :class:`ConfigError` with one line per bad field.
+    """
+    path = path or os.environ.get("VIGIL_CONFIG")
+    data: dict[str, Any] = {}
+    origin = "defaults and VIGIL_* environment"
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist (set VIGIL_CONFIG or pass --config)")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        data = loaded
+        origin = str(p)
+    token = _yaml_data.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from None
+    finally:
+        _yaml_data.reset(token)

@@ -1,0 +1,214 @@
+"""Per-camera event logic: smoothing, hysteresis, minimum duration → new / update / end.
+
+A pure, deterministic function of the camera's score sequence: its whole state is a small
+dict (:meth:`EventTracker.to_dict`) that the sink stores in the same transaction as the
+score rows, so a crash or rebalance resumes exactly where the camera was and a replayed
+run yields identical events.
+
+Rules (per segment, in seq order):
+- smoothed = EMA(score, alpha) (alpha = 1 disables smoothing);
+- calibrated mode: the first ``calibration_skip_segments`` are ignored (the model is still
+  calibrating its predictive stream on them), the next ``calibration_segments`` are taken
+  as the camera's normal period and raise no event; then
+  threshold = max(calibration_floor, quantile_q(normal smoothed scores) + margin), capped
+  at 0.99 (scores of different cameras and models live on different scales),
+  release = 0.8 × threshold. Fixed mode uses the configured thresholds from the start;
+- an event opens after ``min_event_segments`` consecutive smoothed scores ≥ ``threshold``;
+  it starts at the first of them (the pending segments belong to it);
+- an open event is extended by every segment; it ends after ``end_after_segments``
+  consecutive smoothed scores < ``release`` (hysteresis: release ≤ threshold); the
+  trailing quiet segments are not part of it;
+- the event id is ``<camera>-<first seq>``: deterministic, so a replay upserts the same row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from vigil.config import CameraParams
+
+
+@dataclass
+class TrackedEvent:
+    id: str
+    camera_id: str
+    first_seq: int
+    last_seq: int
+    t_start: str  # ISO 8601; strings keep the state JSON-serialisable
+    t_end: str
+    peak_score: float
+    top_descriptions: list[dict[str, Any]]
+    segment_ids: list[str]
+
+
+@dataclass
+class Transition:
+    kind: Literal["new", "update", "end"]
+    event: TrackedEvent
+
+
+@dataclass
+class _Seg:
+    segment_id: str
+    seq: int
+    t_start: str
+    t_end: str
+    score: float
+    top: list[dict[str, Any]]
+
+
+@dataclass
+class EventTracker:
+    camera_id: str
+    threshold: float
+    release: float
+    min_event_segments: int = 1
+    end_after_segments: int = 1
+    alpha: float = 1.0
+    # calibration (mode "calibrated"): skip, then learn from a normal period
+    calibrated: bool = True
+    skip: int = 0
+    calib_n: int = 0
+    calib_q: float = 0.95
+    calib_margin: float = 0.05
+    calib_floor: float = 0.05
+    seen: int = 0
+    normal_scores: list[float] = field(default_factory=list)
+    smoothed: float | None = None
+    pending: list[dict[str, Any]] = field(default_factory=list)  # above-threshold run before opening
+    quiet: int = 0  # consecutive segments under release while open
+    open: dict[str, Any] | None = None
+
+    @classmethod
+    def for_camera(cls, camera_id: str, params: CameraParams) -> EventTracker:
+        cal = params.threshold_mode == "calibrated"
+        return cls(
+            camera_id=camera_id,
+            threshold=params.threshold,
+            release=params.release,
+            min_event_segments=params.min_event_segments,
+            end_after_segments=params.end_after_segments,
+            alpha=params.smoothing_alpha,
+            calibrated=not cal,  # True once thresholds are final
+            skip=params.calibration_skip_segments if cal else 0,
+            calib_n=params.calibration_segments if cal else 0,
+            calib_q=params.calibration_quantile,
+            calib_margin=params.calibration_margin,
+            calib_floor=params.calibration_floor,
+        )
+
+    @property
+    def calibrating(self) -> bool:
+        return not self.calibrated
+
+    # -- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EventTracker:
+        return cls(**d)
+
+    def retune(self, params: CameraParams) -> None:
+        """New settings (reconfigure) apply from the next segment on; state and a learnt
+        threshold are kept (a fixed-mode camera takes the new thresholds)."""
+        if params.threshold_mode == "fixed":
+            self.threshold, self.release, self.calibrated = params.threshold, params.release, True
+        self.min_event_segments, self.end_after_segments = params.min_event_segments, params.end_after_segments
+        self.alpha = params.smoothing_alpha
+
+    def _calibrate(self, s: float) -> bool:
+        """Feed one smoothed score to the calibration; True while still calibrating."""
+        self.seen += 1
+        if self.seen <= self.skip:
+            return True
+        self.normal_scores.append(round(s, 6))
+        if len(self.normal_scores) < self.calib_n:
+            return True
+        import numpy as np
+
+        learnt = float(np.quantile(np.asarray(self.normal_scores), self.calib_q)) + self.calib_margin
+        self.threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
+        self.release = round(0.8 * self.threshold, 6)
+        self.normal_scores = []
+        self.calibrated = True
+        return False
+
+    # -- the rule
+    def update(
+        self,
+        *,
+        segment_id: str,
+        seq: int,
+        t_start: datetime,
+        t_end: datetime,
+        score: float,
+        top_descriptions: list[dict[str, Any]] | None = None,
+    ) -> list[Transition]:
+        seg = _Seg(segment_id, seq, t_start.isoformat(), t_end.isoformat(), float(score), top_descriptions or [])
+        self.smoothed = seg.score if self.smoothed is None else self.alpha * seg.score + (1 - self.alpha) * self.smoothed
+        s = self.smoothed
+        out: list[Transition] = []
+        if not self.calibrated and self._calibrate(s):
+            return out
+        if self.open is None:
+            if s >= self.threshold:
+                self.pending.append(asdict(seg))
+                if len(self.pending) >= self.min_event_segments:
+                    first = self.pending[0]
+                    ev = TrackedEvent(
+                        id=f"{self.camera_id}-{first['seq']}",
+                        camera_id=self.camera_id,
+                        first_seq=first["seq"],
+                        last_seq=seg.seq,
+                        t_start=first["t_start"],
+                        t_end=seg.t_end,
+                        peak_score=0.0,
+                        top_descriptions=[],
+                        segment_ids=[],
+                    )
+                    for p in self.pending:
+                        _absorb(ev, _Seg(**p))
+                    self.pending = []
+                    self.quiet = 0
+                    self.open = asdict(ev)
+                    out.append(Transition("new", ev))
+            else:
+                self.pending = []
+            return out
+
+        ev = TrackedEvent(**self.open)
+        if s < self.release:
+            self.quiet += 1
+            if self.quiet >= self.end_after_segments:
+                self.open = None
+                self.quiet = 0
+                return [Transition("end", ev)]
+            return []
+        self.quiet = 0
+        _absorb(ev, seg)
+        self.open = asdict(ev)
+        return [Transition("update", ev)]
+
+
+def _absorb(ev: TrackedEvent, seg: _Seg) -> None:
+    ev.last_seq = seg.seq
+    ev.t_end = seg.t_end
+    ev.segment_ids.append(seg.segment_id)
+    if seg.score >= ev.peak_score:
+        ev.peak_score = seg.score
+        ev.top_descriptions = seg.top
+
+
+def severity(peak_score: float, threshold: float) -> str:
+    """How far past the threshold the peak went: low / medium / high / critical."""
+    margin = (peak_score - threshold) / max(1e-6, 1 - threshold)
+    if margin >= 0.75:
+        return "critical"
+    if margin >= 0.4:
+        return "high"
+    if margin >= 0.15:
+        return "medium"
+    return "low"

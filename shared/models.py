@@ -1,0 +1,382 @@
+"""SQL tables as SQLModel families (Base → Create/Public → table).
+
+Schema changes go through Alembic (``shared/migrations``); never ``create_all`` in services.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), **kw))
+
+
+# ---------------------------------------------------------------- cameras
+
+
+class CameraBase(SQLModel):
+    name: str | None = Field(default=None, max_length=200)
+    source_type: str = Field(max_length=32)
+    context: str = Field(default="default", max_length=100)
+    enabled: bool = True
+
+
+class Camera(CameraBase, table=True):
+    __tablename__ = "cameras"
+    id: str = Field(primary_key=True, max_length=64)
+    # May hold credentials (rtsp://user:pass@...): stored for ingest, never returned or logged.
+    source_uri: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class CameraPublic(CameraBase):
+    id: str
+    created_at: datetime
+
+
+# ---------------------------------------------------------------- segment scores
+
+
+class SegmentScoreBase(SQLModel):
+    camera_id: str = Field(max_length=64)
+    seq: int
+    score: float
+    s_sem: float | None = None
+    s_pred: float | None = None
+    gate: float | None = None
+    model_version: str = Field(max_length=200)
+    object_key: str = Field(max_length=500)
+
+
+class SegmentScore(SegmentScoreBase, table=True):
+    __tablename__ = "segment_scores"
+    __table_args__ = (Index("ix_segment_scores_camera_seq", "camera_id", "seq"),)
+    segment_id: str = Field(primary_key=True, max_length=200)
+    t_start: datetime = _ts(nullable=False, index=True)
+    t_end: datetime = _ts(nullable=False)
+    frame_scores: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    top_descriptions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    scored_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class SegmentScorePublic(SegmentScoreBase):
+    segment_id: str
+    t_start: datetime
+    t_end: datetime
+    frame_scores: list[float]
+    top_descriptions: list[dict[str, Any]]
+
+
+# ---------------------------------------------------------------- events
+
+
+class EventBase(SQLModel):
+    camera_id: str = Field(max_length=64)
+    peak_score: float
+    severity: str = Field(default="medium", max_length=16)
+    status: str = Field(default="open", max_length=16, description="open | closed")
+    model_version: str = Field(max_length=200)
+    thumbnail_key: str | None = Field(default=None, max_length=500)
+    clip_key: str | None = Field(default=None, max_length=500)
+
+
+class Event(EventBase, table=True):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_camera_start", "camera_id", "t_start"),
+        Index("ix_events_start", "t_start"),
+        Index("ix_events_peak", "peak_score"),
+        Index("ix_events_status_start", "status", "t_start"),
+        Index("ix_events_severity_start", "severity", "t_start"),
+        Index("ix_events_end", "t_end"),
+        # keyset pagination: (sort column, id), plus the other sort column so that a filter on it
+        # is checked in the index, without a heap fetch per skipped row (0004)
+        Index("ix_events_start_id_peak", "t_start", "id", "peak_score"),
+        Index("ix_events_peak_id_start", "peak_score", "id", "t_start"),
+    )
+    # Deterministic id (camera + first segment): a replayed segment updates the same row.
+    id: str = Field(primary_key=True, max_length=200)
+    t_start: datetime = _ts(nullable=False)
+    t_end: datetime = _ts(nullable=False)
+    first_seq: int
+    last_seq: int
+    top_descriptions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    segment_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+    # added by 0002 (API): each stream's score at the peak, and the retention purge marker
+    # (a row with purge_started_at set is being deleted; the API hides it).
+    peak_s_sem: float | None = Field(default=None, description="semantic-stream score at the peak")
+    peak_s_pred: float | None = Field(default=None, description="predictive-stream score at the peak")
+    purge_started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+class EventPublic(EventBase):
+    id: str
+    t_start: datetime
+    t_end: datetime
+    top_descriptions: list[dict[str, Any]]
+    segment_ids: list[str]
+
+
+# ---------------------------------------------------------------- per-camera scoring state
+
+
+class CameraState(SQLModel, table=True):
+    """What the partition owner needs to continue a camera after a crash or rebalance.
+
+    Written in the same transaction as the camera's latest score row, so state and rows
+    never disagree.
+    """
+
+    __tablename__ = "camera_states"
+    camera_id: str = Field(primary_key=True, max_length=64)
+    last_seq: int
+    tracker: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    model_state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+# ================================================================ API additions (issue 7)
+#
+# Added after the scoring tables; nothing above is renamed or removed. Events gain
+# each stream's peak score and a purge marker used by the retention cleanup
+# (a row whose ``purge_started_at`` is set is being deleted and is hidden by the API).
+
+
+def _to_utc(v: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones. Always UTC out."""
+    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
+
+
+
+def _created() -> Any:
+    """A timestamp column that defaults to now in Python too (so model_validate works)."""
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def _ts_opt() -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
+
+class CameraCreate(CameraBase):
+    id: str = Field(max_length=64, schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"})
+    source_uri: str | None = Field(
+        default=None, max_length=2000, description="stream URL or path; write-only (may hold credentials)"
+    )
+
+
+class CameraUpdate(SQLModel):
+    name: str | None = Field(default=None, max_length=200)
+    source_type: str | None = Field(default=None, max_length=32)
+    context: str | None = Field(default=None, max_length=100)
+    enabled: bool | None = None
+    source_uri: str | None = Field(default=None, max_length=2000, description="write-only")
+
+
+class EventPublicFull(EventPublic):
+    first_seq: int
+    last_seq: int
+    peak_s_sem: float | None = None
+    peak_s_pred: float | None = None
+    created_at: UtcDateTime | None = None
+    updated_at: UtcDateTime | None = None
+
+
+# ---------------------------------------------------------------- contexts (sites / camera groups)
+
+
+class ContextBase(SQLModel):
+    description: str | None = Field(default=None, max_length=1000)
+
+
+class Context(ContextBase, table=True):
+    __tablename__ = "contexts"
+    name: str = Field(primary_key=True, max_length=100)
+    created_at: datetime = _created()
+
+
+class ContextCreate(ContextBase):
+    name: str = Field(max_length=100, schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"})
+
+
+class ContextPublic(ContextBase):
+    name: str
+    created_at: UtcDateTime
+
+
+# ---------------------------------------------------------------- prompt sets (versioned)
+
+
+class PromptSetBase(SQLModel):
+    normal: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    abnormal: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    scene: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    template: str = Field(default="{}", max_length=500)
+
+
+class PromptSetRow(PromptSetBase, table=True):
+    """One version of a prompt set; an edit inserts the next version, never updates a row."""
+
+    __tablename__ = "prompt_sets"
+    __table_args__ = (
+        Index("ux_prompt_sets_ctx_name_version", "context", "name", "version", unique=True),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    context: str = Field(max_length=100)
+    name: str = Field(max_length=64)
+    version: int = Field(ge=1)
+    content_hash: str = Field(max_length=64)
+    deleted: bool = Field(default=False, description="a tombstone version: the set was deleted")
+    created_by: str = Field(max_length=200)
+    created_at: datetime = _created()
+
+
+class PromptSetPublic(PromptSetBase):
+    id: int
+    context: str
+    name: str
+    version: int
+    content_hash: str
+    created_by: str
+    created_at: UtcDateTime
+
+
+# ---------------------------------------------------------------- feedback
+
+
+class FeedbackBase(SQLModel):
+    label: str = Field(max_length=16, description="true_positive | false_positive")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class Feedback(FeedbackBase, table=True):
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_event", "event_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200)
+    camera_id: str = Field(max_length=64)
+    author: str = Field(max_length=200)
+    created_at: datetime = _created()
+
+
+class FeedbackPublic(FeedbackBase):
+    id: int
+    event_id: str
+    camera_id: str
+    author: str
+    created_at: UtcDateTime
+
+
+# ---------------------------------------------------------------- model versions and training runs
+
+
+class ModelVersionBase(SQLModel):
+    backbone: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+    checkpoint_key: str | None = Field(default=None, max_length=500)
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ModelVersion(ModelVersionBase, table=True):
+    __tablename__ = "model_versions"
+    id: str = Field(primary_key=True, max_length=200)
+    active: bool = Field(default=False)
+    created_at: datetime = _created()
+    activated_at: datetime | None = _ts_opt()
+
+
+class ModelVersionCreate(ModelVersionBase):
+    id: str = Field(max_length=200, schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$"})
+
+
+class ModelVersionPublic(ModelVersionBase):
+    id: str
+    active: bool
+    created_at: UtcDateTime
+    activated_at: UtcDateTime | None = None
+
+
+class TrainingRunBase(SQLModel):
+    status: str = Field(default="pending", max_length=16, description="pending | running | succeeded | failed")
+    base_model_version: str | None = Field(default=None, max_length=200)
+    output_model_version: str | None = Field(default=None, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TrainingRun(TrainingRunBase, table=True):
+    __tablename__ = "training_runs"
+    id: str = Field(primary_key=True, max_length=200)
+    started_at: datetime = _created()
+    finished_at: datetime | None = _ts_opt()
+
+
+class TrainingRunPublic(TrainingRunBase):
+    id: str
+    started_at: UtcDateTime
+    finished_at: UtcDateTime | None = None
+
+
+# ---------------------------------------------------------------- users and API keys
+
+
+class UserBase(SQLModel):
+    name: str = Field(max_length=200)
+    role: str = Field(default="viewer", max_length=16, description="viewer | analyst | admin")
+    cameras: list[str] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True),
+        description="camera ids this user may see; empty = all cameras",
+    )
+
+
+class User(UserBase, table=True):
+    __tablename__ = "users"
+    __table_args__ = (Index("ux_users_name", "name", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    disabled: bool = Field(default=False)
+    created_at: datetime = _created()
+
+
+class UserPublic(UserBase):
+    id: int
+    disabled: bool
+    created_at: UtcDateTime
+
+
+class ApiKey(SQLModel, table=True):
+    """An API key or bearer token. Only its SHA-256 is stored; the key is shown once."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ux_api_keys_hash", "key_hash", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id")
+    key_hash: str = Field(max_length=64)
+    prefix: str = Field(max_length=16, description="first characters, to tell keys apart")
+    created_at: datetime = _created()
+    expires_at: datetime | None = _ts_opt()
+    revoked_at: datetime | None = _ts_opt()
+
+
+class ApiKeyPublic(SQLModel):
+    id: int
+    user_id: int
+    prefix: str
+    created_at: UtcDateTime
+    expires_at: UtcDateTime | None = None
+    revoked_at: UtcDateTime | None = None

@@ -1,0 +1,187 @@
+"""Skeleton end to end on real servers: ingest → Kafka → Serve → SQL, offsets, events, DLQ."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from kafka import TopicPartition
+from sqlmodel import Session, func, select
+
+from services.ingest.runner import IngestService
+from services.scoring.deploy import deploy_scoring_app, handle_score_fn
+from services.scoring.sink import Sink
+from services.scoring.worker import ScoringWorker
+from vigil.bus import ensure_topics, make_consumer, make_producer
+from vigil.config import CameraConfig, FileSource
+from vigil.contracts import DeadLetter, EventMessage, decode
+from vigil.db import make_engine
+from vigil.models import Event, SegmentScore
+from vigil.objectstore import ObjectStore
+from vigil.segments import decode_segment
+
+from tests.integration.util import listening_sockets, process_tree, wait_until
+
+N_CAMERAS, N_SEGMENTS, T = 3, 20, 8
+
+
+def _count(engine, model) -> int:
+    with Session(engine) as s:
+        return s.exec(select(func.count()).select_from(model)).one()
+
+
+_wait = wait_until
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack, tmp_path_factory):
+    st, base = stack
+    import cv2
+    import numpy as np
+
+    vids = tmp_path_factory.mktemp("videos")
+    cams = []
+    for i in range(N_CAMERAS):
+        path = vids / f"cam{i}.mp4"
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (160, 120))
+        for k in range(N_SEGMENTS * T + 5):
+            img = np.full((120, 160, 3), 60 + 40 * i, np.uint8)
+            x = (k * (3 + i)) % 140
+            cv2.rectangle(img, (x, 40), (x + 20, 60), (255, 255, 255), -1)
+            vw.write(img)
+        vw.release()
+        # camera 0 has threshold 0: every segment is "anomalous", so events must be written.
+        params = {"fps": 10.0, "frames_per_segment": T, "threshold_mode": "fixed",
+                  "threshold": 0.0 if i == 0 else 0.99,
+                  "min_event_segments": 2}
+        cams.append(CameraConfig(id=f"cam{i}", source=FileSource(path=path, realtime=False), params=params))
+    s = base.model_copy(update={"cameras": cams})
+    ensure_topics(s.kafka)
+    engine = make_engine(s.database_url)
+    handle = deploy_scoring_app(s)
+    worker = ScoringWorker(
+        s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=ObjectStore(s.s3),
+        producer=make_producer(s.kafka), consumer=make_consumer(s.kafka, group="vigil-test", client_id="t"),
+    )
+    th = threading.Thread(target=worker.run, daemon=True)
+    th.start()
+    ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka), max_segments=N_SEGMENTS)
+    ingest.start()
+    assert ingest.join(timeout=120), "ingest did not finish"
+    _wait(lambda: _count(engine, SegmentScore) >= N_CAMERAS * N_SEGMENTS, 240, "all segments scored")
+    yield s, engine, worker, ingest
+    worker.stop.set()
+    th.join(30)
+    worker.close()
+
+
+def test_every_segment_scored_once(pipeline):
+    s, engine, worker, ingest = pipeline
+    assert [h.segments for h in ingest.health()] == [N_SEGMENTS] * N_CAMERAS
+    time.sleep(2)  # nothing more may arrive
+    assert _count(engine, SegmentScore) == N_CAMERAS * N_SEGMENTS
+    with Session(engine) as db:
+        per_cam = dict(db.exec(select(SegmentScore.camera_id, func.count()).group_by(SegmentScore.camera_id)).all())
+        rows = db.exec(select(SegmentScore)).all()
+    assert per_cam == {f"cam{i}": N_SEGMENTS for i in range(N_CAMERAS)}
+    assert all(0.0 <= r.score <= 1.0 and len(r.frame_scores) == T for r in rows)
+
+
+def test_segment_objects_retrievable(pipeline):
+    s, engine, *_ = pipeline
+    store = ObjectStore(s.s3)
+    with Session(engine) as db:
+        keys = db.exec(select(SegmentScore.object_key)).all()
+    assert len(keys) == N_CAMERAS * N_SEGMENTS
+    for key in keys:
+        seg = decode_segment(store.get(key))
+        assert seg.frames.shape[0] == T and seg.frames.dtype.name == "uint8"
+
+
+def test_offsets_committed(pipeline):
+    s, *_ = pipeline
+    c = make_consumer(s.kafka, group="vigil-test", client_id="probe")
+    parts = [TopicPartition(s.kafka.segments_topic, p) for p in range(s.kafka.partitions)]
+    ends = c.end_offsets(parts)
+    _wait(lambda: sum((c.committed(tp) or 0) for tp in parts) == sum(ends.values()), 30, "offsets committed")
+    assert sum(ends.values()) == N_CAMERAS * N_SEGMENTS
+    c.close()
+
+
+def test_events_written_and_published(pipeline):
+    s, engine, *_ = pipeline
+    with Session(engine) as db:
+        events = db.exec(select(Event)).all()
+    assert "cam0" in {e.camera_id for e in events}, "camera 0 (threshold 0) must have produced an event"
+    with Session(engine) as db:
+        scores = {r.segment_id: r.score for r in db.exec(select(SegmentScore))}
+    for e in events:  # every event is backed by stored segments at or above its camera's threshold
+        thr = s.params_for(e.camera_id).threshold
+        assert e.segment_ids and all(scores[sid] >= thr for sid in e.segment_ids)
+        assert e.peak_score == max(scores[sid] for sid in e.segment_ids)
+    ev = next(e for e in events if e.camera_id == "cam0")
+    assert ev.first_seq == 0 and len(ev.segment_ids) == N_SEGMENTS  # threshold 0: one event spans all
+    c = make_consumer(s.kafka, client_id="events-probe", consumer_timeout_ms=5000)
+    c.assign([TopicPartition(s.kafka.events_topic, p) for p in range(s.kafka.partitions)])
+    c.seek_to_beginning()
+    msgs = [decode(EventMessage, m.value) for m in c]
+    c.close()
+    assert any(m.kind == "new" and m.event_id == ev.id for m in msgs)
+
+
+def test_duplicate_delivery_leaves_one_row(pipeline):
+    s, engine, worker, _ = pipeline
+    c = make_consumer(s.kafka, client_id="dup-probe", consumer_timeout_ms=5000)
+    c.assign([TopicPartition(s.kafka.segments_topic, p) for p in range(s.kafka.partitions)])
+    c.seek_to_beginning()
+    first = next(iter(c))
+    c.close()
+    before_rows, before_processed = _count(engine, SegmentScore), worker.processed
+    p = make_producer(s.kafka)
+    p.send(s.kafka.segments_topic, key=first.key, value=first.value).get(10)
+    _wait(lambda: worker.processed > before_processed, 60, "the duplicate to be consumed")
+    assert _count(engine, SegmentScore) == before_rows
+
+
+def test_malformed_message_goes_to_dead_letter_and_worker_continues(pipeline):
+    s, engine, worker, _ = pipeline
+    p = make_producer(s.kafka)
+    bad = [b"not json at all", b'{"schema_version": 99, "segment_id": "x"}',
+           b'{"schema_version": 1, "segment_id": "y", "camera_id": "cam0"}']
+    for b in bad:
+        p.send(s.kafka.segments_topic, key=b"cam0", value=b).get(10)
+    # then a valid segment whose object is missing: also poison, with its own reason
+    from datetime import UTC, datetime
+
+    from vigil.contracts import SegmentRef
+
+    missing = SegmentRef(segment_id="ghost", camera_id="cam1", seq=999, t_start=datetime.now(UTC),
+                         t_end=datetime.now(UTC), fps=4, n_frames=4, width=8, height=8, object_key="segments/none.npz")
+    p.send(s.kafka.segments_topic, key=b"cam1", value=missing.encode()).get(10)
+    c = make_consumer(s.kafka, client_id="dlq-probe", consumer_timeout_ms=3000)
+    c.assign([TopicPartition(s.kafka.dlq_topic, 0)])
+    got: list[DeadLetter] = []
+
+    def poll() -> bool:
+        got.extend(decode(DeadLetter, m.value) for m in c)
+        return len(got) >= 4
+
+    _wait(poll, 60, "4 dead letters")
+    c.close()
+    reasons = " | ".join(d.reason for d in got)
+    assert "not JSON" in reasons and "schema_version 99" in reasons and "missing" in reasons
+    assert set(bad) <= {d.payload for d in got}  # the original bytes are kept
+    # the worker is still alive and consuming
+    assert worker.consumer is not None and not worker.stop.is_set()
+
+
+def test_every_listener_is_loopback(stack, pipeline):
+    st, _ = stack
+    import os
+
+    pids = process_tree(os.getpid())
+    socks = listening_sockets(pids)
+    assert socks, "expected the stack's listeners"
+    bad = [x for x in socks if x[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
+    assert not bad, f"listeners not on loopback: {bad}"

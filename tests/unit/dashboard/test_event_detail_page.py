@@ -1,0 +1,85 @@
+"""Event detail: clip, timeline (with and without the scores endpoint), descriptions, feedback."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.unit.dashboard.dash_helpers import T0, make_event, page_test, segment_scores
+
+EID = "cam-a:000000001"
+
+
+def _seed_event(seed):
+    seed(make_event(1, score=0.8, clip_key="evidence/cam-a/e/clip.mp4", thumbnail_key="evidence/cam-a/e/thumb.jpg"))
+
+
+def test_shows_clip_metrics_descriptions(admin, cameras, seed):
+    _seed_event(seed)
+    at = page_test("event_detail", admin, query={"event": EID}).run()
+    assert not at.exception, at.exception
+    video = at.get("video")[0].proto
+    assert video.url.startswith("http://s3.test/vigil/evidence/cam-a/e/clip.mp4?")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Peak score"] == "0.80" and metrics["Semantic"] == "0.85" and metrics["Predictive"] == "0.70"
+    df = at.dataframe[0].value
+    assert list(df["description"]) == ["fighting between people", "people walking"]
+    assert list(df["kind"]) == ["abnormal", "normal"]
+
+
+def test_timeline_without_the_scores_endpoint_says_so(admin, cameras, seed, without_route):
+    without_route("/cameras/{camera_id}/scores")
+    _seed_event(seed)
+    at = page_test("event_detail", admin, query={"event": EID}).run()
+    assert any("GET /cameras/{id}/scores" in i.value for i in at.info), (at.exception, [e.value for e in at.error], [i.value for i in at.info])
+    fig = at.get("plotly_chart")[0].proto.spec
+    assert '"semantic"' in fig and '"predictive"' in fig and '"fused"' in fig  # the peak bars
+
+
+def test_timeline_with_scores_endpoint_has_three_curves_and_threshold(admin, cameras, seed, scores_endpoint):
+    _seed_event(seed)
+    seed(*segment_scores("cam-a", T0 + timedelta(seconds=20), 20, peak_at=10))
+    at = page_test("event_detail", admin, query={"event": EID}).run()
+    assert not at.exception, at.exception
+    assert not at.info
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t["name"] for t in spec["data"]]
+    assert names == ["semantic", "predictive", "fused"]
+    fused = spec["data"][2]["y"]
+    assert max(fused) == 0.8 and min(fused) == 0.2 and len(fused) == 21  # 20 steps, closed at the last end
+    shapes = spec["layout"]["shapes"]
+    threshold = admin.camera_scores("cam-a")["threshold"]
+    assert threshold is not None
+    assert any(s.get("y0") == threshold and s.get("y1") == threshold for s in shapes)  # the threshold the API reported
+    assert any(s.get("type") == "rect" for s in shapes)  # the event's span
+
+
+def test_analyst_feedback_with_note_reaches_the_api(user_client, cameras, seed):
+    _seed_event(seed)
+    analyst = user_client("analyst")
+    at = page_test("event_detail", analyst, query={"event": EID}).run()
+    at.text_area[0].input("two people fighting near the gate")
+    next(b for b in at.button if b.label == "False positive").click()
+    at.run()
+    assert not at.exception, at.exception
+    assert at.success[0].value == "Feedback saved."
+    fb = analyst.feedback(EID)
+    assert [(f["label"], f["note"], f["author"]) for f in fb] == [
+        ("false_positive", "two people fighting near the gate", "analyst-user")]
+    assert any("false positive" in m.value and "analyst-user" in m.value for m in at.markdown)
+
+
+def test_viewer_cannot_give_feedback(user_client, cameras, seed):
+    _seed_event(seed)
+    at = page_test("event_detail", user_client("viewer"), query={"event": EID}).run()
+    assert not at.exception
+    assert not [b for b in at.button if b.label in {"True positive", "False positive"}]
+    assert any("analyst role" in c.value for c in at.caption)
+
+
+def test_unknown_and_missing_event(admin, cameras):
+    at = page_test("event_detail", admin, query={"event": "cam-a:404"}).run()
+    assert "no such event" in at.error[0].value
+    at = page_test("event_detail", admin).run()
+    assert "No event selected" in at.info[0].value

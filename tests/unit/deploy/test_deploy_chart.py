@@ -1,0 +1,419 @@
+"""The Helm chart renders, and every manifest it renders is valid.
+
+Rendered offline for three value sets (chart defaults, values-gpu.yaml, everything switched
+on); core kinds are validated strictly against the Kubernetes 1.30 schemas, KubeRay and
+Strimzi resources against the vendored CRD schemas, and the Ray pods inside them as core
+PodTemplates. Cross-references (selectors, HPA targets, settings keys, CLI subcommands,
+the Serve import path) are checked against the repository itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from deploy_helpers import (  # noqa: E402
+    CHART,
+    CR_SCHEMAS,
+    REPO,
+    check_cli_flags,
+    check_vigil_env_name,
+    cli_subcommands,
+    cr_pod_templates,
+    helm,
+    load_yaml,
+    pinned_ray_version,
+    render_chart,
+    render_docs,
+    rendered,
+    validate_core,
+    validate_cr,
+)
+
+LABELS = ["default", "gpu", "full"]
+SERVE_IMPORT_PATH = "services.scoring.serve_app:app"
+SERVE_DEPLOYMENTS = {"Detect", "Encode", "Score", "Ingress"}  # documented; serve_app.py wins when present
+
+
+def _all_docs(label: str) -> list[dict]:
+    """Rendered documents plus the RayJob manifest the training CronJob creates from a ConfigMap."""
+    docs = list(rendered(label).docs)
+    for cm in rendered(label).of_kind("ConfigMap"):
+        if "rayjob.yaml" in cm.get("data", {}):
+            docs.append(load_yaml(cm["data"]["rayjob.yaml"]))
+    return docs
+
+
+def _containers(pod_spec: dict) -> list[dict]:
+    return list(pod_spec.get("initContainers", [])) + list(pod_spec["containers"])
+
+
+def _pod_specs(label: str) -> list[tuple[str, dict]]:
+    """(where, pod spec) of every pod the release can start, Ray pods included."""
+    specs = []
+    for doc in _all_docs(label):
+        kind, name = doc["kind"], doc["metadata"].get("name") or doc["metadata"].get("generateName")
+        if kind in {"Deployment", "StatefulSet"}:
+            specs.append((f"{kind}/{name}", doc["spec"]["template"]["spec"]))
+        elif kind == "CronJob":
+            specs.append((f"{kind}/{name}", doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        elif kind in {"RayService", "RayJob"}:
+            for where, tpl in cr_pod_templates(doc):
+                specs.append((f"{kind}/{name} {where}", tpl["spec"]))
+    return specs
+
+
+# ---------------------------------------------------------------- rendering and schemas
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_chart_renders_expected_workloads(label):
+    r = rendered(label)
+    kinds = {d["kind"] for d in r.docs}
+    for kind in ("Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                 "NetworkPolicy", "RayService", "CronJob"):
+        assert kind in kinds, f"{label}: no {kind} rendered"
+    deployments = {d["metadata"]["name"] for d in r.of_kind("Deployment")}
+    assert {"vigil-api", "vigil-dashboard", "vigil-scoring"} <= deployments
+    assert any(n.startswith("vigil-ingest-") for n in deployments), "no ingest Deployment per camera group"
+    if label == "full":
+        assert {"Kafka", "KafkaNodePool", "KafkaTopic", "RayJob"} <= kinds
+        assert {"vigil-ingest-demo", "vigil-ingest-lobby", "vigil-ingest-parking"} <= deployments
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_manifest_is_valid(label):
+    """Core kinds: Kubernetes 1.30 schemas, strict. Custom resources: the vendored CRD schemas."""
+    errors = []
+    for doc in _all_docs(label):
+        where = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name') or doc['metadata'].get('generateName')}"
+        key = (doc.get("apiVersion"), doc.get("kind"))
+        try:
+            if key in CR_SCHEMAS:
+                validate_cr(doc)
+                for part, tpl in cr_pod_templates(doc):
+                    validate_core({"apiVersion": "v1", "kind": "PodTemplate",
+                                   "metadata": {"name": "ray-pod"}, "template": tpl})
+            else:
+                validate_core(doc)
+        except Exception as exc:  # collect them all, then fail once with the list
+            errors.append(f"{where}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+    assert not errors, f"{label}: invalid manifests:\n" + "\n".join(errors)
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_names_unique_and_namespaced_right(label):
+    seen = set()
+    for doc in rendered(label).docs:
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert key not in seen, f"{label}: {key} rendered twice"
+        seen.add(key)
+        assert len(doc["metadata"]["name"]) <= 63
+
+
+def test_helm_lint_is_clean():
+    h = helm()
+    for values in ({}, load_yaml((CHART / "values-gpu.yaml").read_text())):
+        report = h.lint(str(CHART), values, strict=True, kube_version="v1.30.0")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, problems
+
+
+# ---------------------------------------------------------------- the checks can fail
+
+
+def test_validators_reject_bad_manifests():
+    """Guard against a validator that silently accepts anything."""
+    deployment = copy.deepcopy(rendered("default").get("Deployment", "vigil-api"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(Exception):
+        validate_core(deployment)
+    rayservice = copy.deepcopy(rendered("default").of_kind("RayService")[0])
+    rayservice["spec"]["serveConfig"] = "v1 field, gone"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_cr(rayservice)
+    rayservice = copy.deepcopy(rendered("default").of_kind("RayService")[0])
+    rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["rayStartParams"]["num-gpus"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        validate_cr(rayservice)
+    topic = copy.deepcopy(rendered("full").of_kind("KafkaTopic")[0])
+    del topic["metadata"]["labels"]["strimzi.io/cluster"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate_cr(topic)
+
+
+def test_values_schema_refuses_unknown_and_wrong_keys():
+    h = helm()
+    for bad in ({"bogus": 1}, {"components": {"api": {"replicas": "two"}}},
+                {"image": {"variant": "rocm"}}, {"podSecurityContext": {"runAsNonRoot": False}}):
+        with pytest.raises(h.HelmError):
+            render_chart(bad)
+
+
+def test_scoring_consumers_never_exceed_partitions():
+    h = helm()
+    with pytest.raises(h.HelmError, match="partitions"):
+        render_chart({"components": {"scoring": {"autoscaling": {"maxReplicas": 13}}}})
+    with pytest.raises(h.HelmError, match="partitions"):
+        render_chart({"kafka": {"topics": {"segments": {"partitions": 2}}}})
+
+
+def test_external_kafka_requires_bootstrap():
+    with pytest.raises(helm().HelmError, match="bootstrapServers"):
+        render_chart({"kafka": {"bootstrapServers": ""}})
+
+
+# ---------------------------------------------------------------- cross-references
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_selectors_and_targets_resolve(label):
+    r = rendered(label)
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in r.of_kind("Deployment")]
+    ray_pod_labels = [tpl["metadata"]["labels"] for d in _all_docs(label) if d["kind"] in {"RayService", "RayJob"}
+                      for _, tpl in cr_pod_templates(d)]
+
+    def matches(selector: dict, labels: list[dict]) -> bool:
+        return any(all(lbl.get(k) == v for k, v in selector.items()) for lbl in labels)
+
+    for dep in r.of_kind("Deployment"):
+        sel = dep["spec"]["selector"]["matchLabels"]
+        assert all(dep["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in sel.items())
+        others = [d for d in r.of_kind("Deployment") if d is not dep]
+        assert not matches(sel, [d["spec"]["template"]["metadata"]["labels"] for d in others]), (
+            f"selector of {dep['metadata']['name']} also selects another Deployment's pods")
+    for svc in r.of_kind("Service"):
+        assert matches(svc["spec"]["selector"], pod_labels), f"Service {svc['metadata']['name']} selects no pod"
+    for pdb in r.of_kind("PodDisruptionBudget"):
+        assert matches(pdb["spec"]["selector"]["matchLabels"], pod_labels), pdb["metadata"]["name"]
+    for np in r.of_kind("NetworkPolicy"):
+        assert matches(np["spec"]["podSelector"]["matchLabels"], pod_labels + ray_pod_labels), np["metadata"]["name"]
+    deployments = {d["metadata"]["name"] for d in r.of_kind("Deployment")}
+    for hpa in r.of_kind("HorizontalPodAutoscaler"):
+        assert hpa["spec"]["scaleTargetRef"]["name"] in deployments
+        assert hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    config_maps = {d["metadata"]["name"] for d in r.of_kind("ConfigMap")}
+    for where, spec in _pod_specs(label):
+        for vol in spec.get("volumes", []):
+            if "configMap" in vol:
+                assert vol["configMap"]["name"] in config_maps, f"{where}: ConfigMap {vol['configMap']['name']}"
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_pods_are_hardened_and_sized(label):
+    for where, spec in _pod_specs(label):
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["runAsUser"] != 0, where
+        for c in _containers(spec):
+            assert c["securityContext"]["allowPrivilegeEscalation"] is False, f"{where} {c['name']}"
+            assert c["resources"].get("requests"), f"{where} {c['name']}: no resource requests"
+            assert c["resources"].get("limits", {}).get("memory"), f"{where} {c['name']}: no memory limit"
+            image = c["image"]
+            assert ":" in image.rsplit("/", 1)[-1] and not image.endswith(":latest"), f"{where}: unpinned {image}"
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_serving_components_have_probes(label):
+    for dep in rendered(label).of_kind("Deployment"):
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        if c.get("ports"):
+            assert "livenessProbe" in c and "readinessProbe" in c, dep["metadata"]["name"]
+            port_names = {p["name"] for p in c["ports"]}
+            for probe in (c["livenessProbe"], c["readinessProbe"]):
+                handler = probe.get("httpGet") or probe.get("tcpSocket")
+                assert handler and handler["port"] in port_names | {p["containerPort"] for p in c["ports"]}
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_secrets_are_referenced_never_inlined(label):
+    assert not rendered(label).of_kind("Secret"), "the chart must reference existing Secrets, not create them"
+    for where, spec in _pod_specs(label):
+        for c in _containers(spec):
+            for env in c.get("env", []):
+                if any(s in env["name"] for s in ("SECRET", "KEY", "PASSWORD", "DATABASE__URL")):
+                    assert "valueFrom" in env and "secretKeyRef" in env["valueFrom"], f"{where}: {env['name']}"
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_commands_are_vigil_subcommands(label):
+    """Container args and the RayJob entrypoint name subcommands of services/cli.py."""
+    subcommands = cli_subcommands()
+    used = []
+    for dep in rendered(label).of_kind("Deployment"):
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        used.append((f"Deployment/{dep['metadata']['name']}", c["args"][0]))
+        check_cli_flags(c["args"])
+    for doc in _all_docs(label):
+        if doc["kind"] == "RayJob":
+            argv = doc["spec"]["entrypoint"].split()
+            assert argv[0] == "vigil", doc["spec"]["entrypoint"]
+            used.append(("RayJob", argv[1]))
+    missing = [f"{where}: `vigil {cmd}`" for where, cmd in used if cmd not in subcommands]
+    assert not missing, f"not subcommands of the vigil CLI {sorted(subcommands)}: {missing}"
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_settings_files_and_env_match_shared_config(label, tmp_path):
+    """Every settings file the chart writes loads with shared/config.py (unknown keys are errors)."""
+    from vigil.config import load_settings
+
+    for cm in rendered(label).of_kind("ConfigMap"):
+        if "config.yaml" not in cm.get("data", {}):
+            continue
+        path = tmp_path / f"{cm['metadata']['name']}.yaml"
+        path.write_text(cm["data"]["config.yaml"])
+        settings = load_settings(path)
+        assert settings.kafka.bootstrap_servers, cm["metadata"]["name"]
+        assert settings.s3.endpoint, cm["metadata"]["name"]
+    for where, spec in _pod_specs(label):
+        for c in _containers(spec):
+            for env in c.get("env", []):
+                if env["name"].startswith("VIGIL_"):
+                    check_vigil_env_name(env["name"])
+
+
+def test_env_name_check_can_fail():
+    with pytest.raises(AssertionError):
+        check_vigil_env_name("VIGIL_KAFKA__BOOTSTRAP")
+    with pytest.raises(AssertionError):
+        check_vigil_env_name("VIGIL_S4__ENDPOINT")
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def _serve_app_source() -> tuple[set[str], bool] | None:
+    """(deployment classes, defines a module-level `app`) of services/scoring/serve_app.py, if present."""
+    module = REPO / "services" / "scoring" / "serve_app.py"
+    if not module.is_file():
+        return None
+    tree = ast.parse(module.read_text())
+    has_app = any(
+        (isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "app" for t in n.targets))
+        or (isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.target.id == "app")
+        or (isinstance(n, (ast.FunctionDef, ast.ImportFrom)) and "app" in (
+            [n.name] if isinstance(n, ast.FunctionDef) else [a.asname or a.name for a in n.names]))
+        for n in tree.body
+    )
+    deployments = {
+        n.name for n in tree.body if isinstance(n, ast.ClassDef)
+        and any("deployment" in ast.unparse(d) for d in n.decorator_list)
+    }
+    return deployments, has_app
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_rayservice_serve_config(label):
+    (rs,) = rendered(label).of_kind("RayService")
+    serve = load_yaml(rs["spec"]["serveConfigV2"])
+    (app,) = serve["applications"]
+    assert app["import_path"] == SERVE_IMPORT_PATH
+    names = {d["name"] for d in app.get("deployments", [])}
+    source = _serve_app_source()
+    known = source[0] if source else SERVE_DEPLOYMENTS
+    assert names <= known, f"serveConfig names Serve deployments {sorted(names - known)} that the app lacks"
+    assert rs["spec"]["rayClusterConfig"]["rayVersion"] == pinned_ray_version()
+
+
+def test_serve_app_exposes_the_import_path():
+    """KubeRay imports services.scoring.serve_app:app; the module must define `app`."""
+    source = _serve_app_source()
+    if source is None:
+        pytest.skip("services/scoring/serve_app.py does not exist yet")
+    assert source[1], (
+        "services/scoring/serve_app.py defines no module-level `app` (a bound Application, or an "
+        "application builder `def app(args: dict)`), which the RayService import path "
+        f"{SERVE_IMPORT_PATH} needs")
+
+
+def test_gpu_values_put_encoding_on_gpus():
+    (rs,) = rendered("gpu").of_kind("RayService")
+    serve = load_yaml(rs["spec"]["serveConfigV2"])
+    encode = next(d for d in serve["applications"][0]["deployments"] if d["name"] == "Encode")
+    assert encode["ray_actor_options"]["num_gpus"] > 0
+    workers = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    gpu_containers = [c for w in workers for c in w["template"]["spec"]["containers"]
+                      if "nvidia.com/gpu" in c["resources"].get("limits", {})]
+    assert gpu_containers and all(c["image"].endswith("-cuda") for c in gpu_containers)
+    jobs = [d for d in _all_docs("gpu") if d["kind"] == "RayJob"]
+    assert jobs and all(
+        any("nvidia.com/gpu" in c["resources"].get("limits", {})
+            for w in j["spec"]["rayClusterSpec"]["workerGroupSpecs"] for c in w["template"]["spec"]["containers"])
+        for j in jobs)
+    # the CPU chart must not ask for GPUs
+    for where, spec in _pod_specs("default"):
+        for c in _containers(spec):
+            assert "nvidia.com/gpu" not in c["resources"].get("limits", {}), where
+
+
+def test_training_schedule_creates_rayjobs():
+    r = rendered("default")
+    (cron,) = r.of_kind("CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"][:2] == ["kubectl", "create"]
+    cm = r.get("ConfigMap", pod["volumes"][0]["configMap"]["name"])
+    job = load_yaml(cm["data"]["rayjob.yaml"])
+    assert job["kind"] == "RayJob" and job["metadata"]["generateName"]
+    role = r.get("Role", pod["serviceAccountName"])
+    assert any("rayjobs" in rule["resources"] and "create" in rule["verbs"] for rule in role["rules"])
+    binding = r.get("RoleBinding", pod["serviceAccountName"])
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+
+
+def test_strimzi_topics_match_settings():
+    r = rendered("full")
+    (kafka,) = r.of_kind("Kafka")
+    cluster = kafka["metadata"]["name"]
+    topics = {t["spec"]["topicName"]: t for t in r.of_kind("KafkaTopic")}
+    from vigil.contracts import DLQ_TOPIC, EVENTS_TOPIC, SEGMENTS_TOPIC
+
+    assert set(topics) == {SEGMENTS_TOPIC, EVENTS_TOPIC, DLQ_TOPIC}
+    assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == cluster for t in topics.values())
+    settings = load_yaml(r.get("ConfigMap", "vigil-config")["data"]["config.yaml"])
+    assert settings["kafka"]["bootstrap_servers"] == f"{cluster}-kafka-bootstrap:9092"
+    assert settings["kafka"]["partitions"] == topics[SEGMENTS_TOPIC]["spec"]["partitions"]
+
+
+def test_ingest_group_from_secret_has_no_configmap():
+    r = rendered("full")
+    lobby = r.get("Deployment", "vigil-ingest-lobby")
+    vol = next(v for v in lobby["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    assert vol["secret"]["secretName"] == "vigil-cameras-lobby"
+    assert "vigil-ingest-lobby-config" not in {d["metadata"]["name"] for d in r.of_kind("ConfigMap")}
+    parking = load_yaml(r.get("ConfigMap", "vigil-ingest-parking-config")["data"]["config.yaml"])
+    assert [c["id"] for c in parking["cameras"]] == ["parking-1", "parking-2"]
+    assert lobby["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_render_is_deterministic():
+    assert render_docs({}, "again").docs == rendered("default").docs
+
+
+def test_dashboard_api_url_names_the_api_service():
+    r = rendered("default")
+    (c,) = r.get("Deployment", "vigil-dashboard")["spec"]["template"]["spec"]["containers"]
+    url = c["args"][c["args"].index("--api-url") + 1]
+    host, port = url.removeprefix("http://").split(":")
+    svc = r.get("Service", host)
+    assert int(port) in {p["port"] for p in svc["spec"]["ports"]}
+
+
+def test_autoscaling_ray_head_keeps_kuberay_service_account():
+    (rs,) = rendered("default").of_kind("RayService")
+    head = rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    assert "serviceAccountName" not in head, "KubeRay's autoscaler sidecar needs the SA KubeRay creates"
+    worker = rs["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]
+    assert worker["automountServiceAccountToken"] is False
+
+
+def test_camera_group_can_be_paused():
+    r = render_docs({"components": {"ingest": {"groups": {"demo": {"replicas": 0}}}}}, "paused")
+    assert r.get("Deployment", "vigil-ingest-demo")["spec"]["replicas"] == 0

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from vigil.config import CameraParams
+from vigil.events import EventTracker, severity
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def run(scores, **params):
+    params.setdefault("threshold_mode", "fixed")
+    tr = EventTracker.for_camera("cam", CameraParams(**params))
+    out = []
+    for i, s in enumerate(scores):
+        for t in tr.update(segment_id=f"s{i}", seq=i, t_start=T0 + timedelta(seconds=4 * i),
+                           t_end=T0 + timedelta(seconds=4 * i + 4), score=s,
+                           top_descriptions=[{"text": f"d{i}", "prob": s, "abnormal": True}]):
+            out.append((t.kind, t.event.id, t.event.first_seq, t.event.last_seq, t.event.peak_score))
+    return out, tr
+
+
+def test_open_update_end_with_hysteresis():
+    out, _ = run([0.1, 0.6, 0.7, 0.45, 0.9, 0.3, 0.1], threshold=0.5, release_threshold=0.4)
+    assert [o[0] for o in out] == ["new", "update", "update", "update", "end"]
+    assert out[0][1] == "cam-1" and out[-1][2:] == (1, 4, 0.9)  # 0.45 stays open: above release
+
+
+def test_min_duration_and_pending_segments_belong_to_the_event():
+    out, _ = run([0.1, 0.8, 0.2, 0.8, 0.8, 0.8, 0.1], threshold=0.5, min_event_segments=3)
+    assert out[0][0] == "new" and out[0][2] == 3 and out[0][3] == 5  # single spike at 1 ignored
+    assert [o[0] for o in out] == ["new", "end"]
+
+
+def test_end_after_several_quiet_segments():
+    out, _ = run([0.9, 0.1, 0.9, 0.1, 0.1], threshold=0.5, end_after_segments=2)
+    assert [o[0] for o in out] == ["new", "update", "end"]
+
+
+def test_peak_carries_its_descriptions():
+    _, tr = run([0.6, 0.95, 0.7], threshold=0.5)
+    assert tr.open["peak_score"] == 0.95 and tr.open["top_descriptions"][0]["text"] == "d1"
+
+
+def test_state_round_trips_through_json_and_replay_is_identical():
+    scores = [0.2, 0.7, 0.8, 0.3, 0.1, 0.9, 0.9, 0.2]
+    full, _ = run(scores, threshold=0.5)
+    first, tr = run(scores[:4], threshold=0.5)
+    restored = EventTracker.from_dict(json.loads(json.dumps(tr.to_dict())))
+    rest = []
+    for i, s in enumerate(scores[4:], start=4):
+        for t in restored.update(segment_id=f"s{i}", seq=i, t_start=T0 + timedelta(seconds=4 * i),
+                                 t_end=T0 + timedelta(seconds=4 * i + 4), score=s):
+            rest.append((t.kind, t.event.id))
+    assert [(k, i) for k, i, *_ in full] == [(k, i) for k, i, *_ in first] + rest
+
+
+def test_smoothing_suppresses_a_single_spike():
+    tr = EventTracker.for_camera("cam", CameraParams(threshold=0.5, threshold_mode="fixed", smoothing_alpha=0.3))
+    kinds = []
+    for i, s in enumerate([0.1, 0.1, 0.9, 0.1, 0.1]):
+        kinds += [t.kind for t in tr.update(segment_id=f"s{i}", seq=i, t_start=T0, t_end=T0, score=s)]
+    assert kinds == []
+
+
+def test_severity_grows_with_margin():
+    levels = [severity(p, 0.5) for p in (0.52, 0.6, 0.75, 0.95)]
+    assert levels == ["low", "medium", "high", "critical"]
+
+
+def test_calibrated_threshold_learnt_from_normal_period():
+    normal = [0.55, 0.6, 0.58, 0.62, 0.57, 0.6]
+    out, tr = run([0.99, 0.99] + normal + [0.66, 0.9, 0.9, 0.2], threshold_mode="calibrated", threshold=0.9,
+                  calibration_floor=0.3, calibration_skip_segments=2, calibration_segments=6,
+                  calibration_quantile=1.0, calibration_margin=0.05)
+    # max(normal) + margin; the fixed-mode threshold (0.9) plays no part, the floor (0.3) is not reached
+    assert tr.threshold == 0.67 and tr.release == round(0.8 * 0.67, 6)
+    # nothing fires while skipping or calibrating (the 0.99s); 0.66 < 0.67 stays quiet
+    assert [o[0] for o in out] == ["new", "update", "end"] and out[0][2] == 9
+
+
+def test_calibration_never_goes_below_the_floor():
+    _, tr = run([0.1] * 4, threshold_mode="calibrated", calibration_floor=0.5, calibration_skip_segments=0,
+                calibration_segments=4)
+    assert tr.threshold == 0.5 and not tr.calibrating

@@ -1,0 +1,104 @@
+"""The Serve deployments as plain classes (no Ray): live reconfigure, thresholds, object mode, config file."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+
+import numpy as np
+import pytest
+
+from services.scoring import serve_app
+from services.scoring.deploy import default_score_config
+
+Score = serve_app.Score.func_or_class
+Encode = serve_app.Encode.func_or_class
+Detect = serve_app.Detect.func_or_class
+
+
+@pytest.fixture(scope="module")
+def enc_and_score():
+    enc = Encode("vigil-micro", 1)
+    sc = Score("vigil-micro", torch_threads=1)
+    frames = np.random.default_rng(0).integers(0, 255, (4, 48, 64, 3), dtype=np.uint8)
+    (e,) = enc.model.encode_frames([frames])
+    return enc, sc, e, frames
+
+
+def test_reconfigure_thresholds_and_prompts_without_restart(enc_and_score):
+    _enc, sc, e, _ = enc_and_score
+    model_before = sc.model
+    assert sc.score(e, None, "default", "cam1")["threshold"] is None
+    ps = {"name": "live", "normal": ["people walking"], "abnormal": ["a car on the walkway"], "scene": ["a plaza"]}
+    sc.reconfigure({"thresholds": {"default": 0.3, "cam1": 0.7}, "prompt_sets": {"live": ps}})
+    assert sc.model is model_before, "thresholds and prompts must not reload the model"
+    assert sc.score(e, None, None, "cam1")["threshold"] == 0.7
+    assert sc.score(e, None, None, "cam2")["threshold"] == 0.3
+    texts = {d["text"] for d in sc.score(e, None, "live", "cam1")["top_descriptions"]}
+    assert texts <= {"people walking", "a car on the walkway"} and texts
+    with pytest.raises(ValueError):
+        sc.reconfigure({"thresholds": {"cam1": 1.5}})
+    assert sc.score(e, None, None, "cam1")["threshold"] == 0.7, "a refused config must leave the old one"
+
+
+def test_reconfigure_swaps_heads_and_keeps_scoring(enc_and_score, tmp_path):
+    from vigil.model.heads import save_heads
+
+    _enc, sc, e, _ = enc_and_score
+    sc.reconfigure({})
+    v0 = sc.score(e, None, None)["model_version"]
+    import torch
+
+    with torch.no_grad():
+        for p in sc.model.head_modules()["fusion"].parameters():
+            p.add_(0.5)
+    path = tmp_path / "heads.pt"
+    save_heads(sc.model, path)
+    sc.model = serve_app._load_model("vigil-micro", None, None, 1)  # back to zero-shot heads
+    assert sc.score(e, None, None)["model_version"] == v0
+    errors, results = [], []
+
+    def hammer():
+        try:
+            for _ in range(30):
+                results.append(sc.score(e, None, None)["model_version"])
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    th = threading.Thread(target=hammer)
+    th.start()
+    sc.reconfigure({"heads": str(path)})
+    th.join()
+    assert not errors and len(results) == 30, "requests during a heads swap must all be answered"
+    v1 = sc.score(e, None, None)["model_version"]
+    assert v1 != v0 and results[-1] in (v0, v1)
+    sc.reconfigure({"heads": None})  # null: back to the heads the app was built with
+    assert sc.score(e, None, None)["model_version"] == v0
+
+
+def test_encode_object_mode_uses_boxes_from_detect():
+    enc = Encode("vigil-micro", 1, mode="object")
+    frames = np.full((8, 120, 160, 3), 90, np.uint8)
+    for t in range(8):
+        frames[t, 40:80, 10 + 15 * t: 40 + 15 * t] = 255  # a mover
+    boxes = Detect({"type": "motion"}).detect(frames)
+    assert any(boxes), "the motion detector must find the mover"
+    out = enc.encode_one(frames, boxes)  # what the batched method runs per segment
+    assert out.crop_emb is not None and len(out.crop_emb) == sum(len(b[:20]) for b in boxes)
+
+
+def test_serve_config_args_are_build_app_parameters():
+    args = serve_app.default_args()
+    params = inspect.signature(serve_app.build_app).parameters
+    assert set(args) <= set(params), f"serve_config.yaml args unknown to build_app: {set(args) - set(params)}"
+    assert args["max_ongoing_requests"] > args["max_batch_size"]
+    cfg = default_score_config()
+    assert set(cfg) <= {"heads", "thresholds", "prompt_sets"}
+
+
+def test_code_version_is_stable_across_user_config_changes():
+    v = lambda **kw: serve_app._pinned(serve_app.Score.options(**kw), "vigil-micro", None)._version  # noqa: E731
+    assert v(user_config={}) == v(user_config={"thresholds": {"default": 0.2}}), \
+        "a user_config change must keep the version (reconfigure, no restart)"
+    other = serve_app._pinned(serve_app.Score.options(), "ViT-B-32-random", None)._version
+    assert other != v(), "other constructor arguments must roll the replicas"

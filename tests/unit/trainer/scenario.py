@@ -1,0 +1,63 @@
+"""A small SynthCity world for the trainer tests: two cameras, normal calibration clips,
+false-positive events on one camera and confirmed anomalies on both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vigil.synthcity import render_clip
+
+from .fakes import add_event
+
+T = 8
+FPS = 4.0
+SIZE = (96, 72)
+CAMERAS = {"cam_a": ("plaza", 1_000_011), "cam_b": ("campus_walkway", 1_000_012)}
+
+
+@dataclass
+class Scenario:
+    fp_events: list[str]
+    tp_events: list[str]
+
+
+def _segments(frames: np.ndarray, labels: np.ndarray | None = None, abnormal_only: bool = False) -> list[np.ndarray]:
+    out = []
+    for i in range(len(frames) // T):
+        if labels is not None and abnormal_only and labels[i * T : (i + 1) * T].mean() < 0.5:
+            continue
+        out.append(frames[i * T : (i + 1) * T])
+    return out
+
+
+def build(store, engine, *, calib_clips: int = 3, calib_frames: int = 48, fp_events: int = 3, tp_per_camera: int = 2) -> Scenario:
+    from vigil.db import session_scope
+    from services.trainer.dataset import put_calibration_clip
+
+    w, h = SIZE
+    fps_ids, tp_ids = [], []
+    with session_scope(engine) as db:
+        seq = 0
+        for cam, (scene, seed) in CAMERAS.items():
+            for k in range(calib_clips):
+                c = render_clip(scene, seed=seed, n_frames=calib_frames, width=w, height=h, fps=FPS, warmup_s=20 + 40 * k)
+                put_calibration_clip(store, cam, f"{k:03d}", c.frames, fps=FPS, labels=c.labels)
+            for k in range(tp_per_camera):
+                c = render_clip(scene, seed=seed, n_frames=48, width=w, height=h, fps=FPS, warmup_s=300 + 50 * k,
+                                anomalies=[("fire", 8), ("crowd_gathering", 28)] if k % 2 == 0 else [("fighting", 8), ("vehicle_off_road", 28)])
+                segs = _segments(c.frames, c.labels, abnormal_only=True)
+                ev = f"ev-tp-{cam}-{k}"
+                add_event(db, store, camera_id=cam, event_id=ev, segments=segs, label="true_positive", first_seq=seq, fps=FPS)
+                seq += 100
+                tp_ids.append(ev)
+        scene, seed = CAMERAS["cam_a"]
+        for k in range(fp_events):
+            c = render_clip(scene, seed=seed, n_frames=3 * T, width=w, height=h, fps=FPS, warmup_s=600 + 30 * k)
+            ev = f"ev-fp-{k}"
+            add_event(db, store, camera_id="cam_a", event_id=ev, segments=_segments(c.frames), label="false_positive",
+                      first_seq=seq, fps=FPS)
+            seq += 100
+            fps_ids.append(ev)
+    return Scenario(fps_ids, tp_ids)

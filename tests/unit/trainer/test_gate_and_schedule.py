@@ -1,0 +1,66 @@
+"""The registration gate's rule, alarm counting, and the local cron schedule."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from services.trainer.evaluate import _alarms, gate_decision
+from services.trainer.schedule import run_schedule
+
+
+def test_gate_needs_no_regression_and_one_improvement():
+    act = {"auc": 0.80, "fa_per_hour": 10.0}
+    assert gate_decision({"auc": 0.82, "fa_per_hour": 10.0}, act)[0]
+    assert gate_decision({"auc": 0.80, "fa_per_hour": 4.0}, act)[0]
+    assert not gate_decision({"auc": 0.80, "fa_per_hour": 10.0}, act)[0]  # equal is not better
+    ok, why = gate_decision({"auc": 0.79, "fa_per_hour": 0.0}, act)
+    assert not ok and "AUC" in why
+    ok, why = gate_decision({"auc": 0.90, "fa_per_hour": 12.0}, act)
+    assert not ok and "false alarms" in why
+    assert gate_decision({"auc": 0.79, "fa_per_hour": 0.0}, act, auc_tolerance=0.02)[0]
+    ok, why = gate_decision({"auc": None, "fa_per_hour": 1.0}, {"auc": None, "fa_per_hour": 2.0})
+    assert ok and "AUC not compared" in why
+    assert not gate_decision({"auc": None, "fa_per_hour": None}, {"auc": None, "fa_per_hour": None})[0]
+
+
+def test_alarms_count_runs_not_segments():
+    assert _alarms(np.array([0, 1, 1, 0, 1, 0, 0, 1])) == 3
+    assert _alarms(np.array([0, 0])) == 0
+
+
+def test_schedule_runs_at_cron_times_and_survives_a_failed_run():
+    clock = [datetime(2026, 1, 1, 0, 0, 59, 950000, tzinfo=UTC)]
+    ran: list[datetime] = []
+
+    def job():
+        ran.append(clock[0])
+        clock[0] += timedelta(minutes=1)
+        if len(ran) == 2:
+            raise RuntimeError("boom")
+
+    out: list[str] = []
+    n = run_schedule("* * * * *", job, threading.Event(), max_runs=3, echo=out.append, now=lambda: clock[0])
+    assert n == 3 and len(ran) == 3
+    assert any("failed: boom" in line for line in out)
+    assert out[0] == "next training run at 2026-01-01T00:01:00+00:00"
+
+
+def test_schedule_rejects_a_bad_expression_and_stops_on_signal():
+    with pytest.raises(ValueError, match="cron"):
+        run_schedule("every day", lambda: None, threading.Event())
+    stop = threading.Event()
+    stop.set()
+    assert run_schedule("0 3 * * *", lambda: None, stop) == 0
+
+
+def test_cli_has_train_with_schedule():
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--help"])
+    assert res.exit_code == 0 and "--schedule" in res.output and "--train-config" in res.output
