@@ -37,8 +37,9 @@ def _app_kwargs(settings: Settings, heads: str | None, streams: list[str] | None
 
 
 def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams: list[str] | None = None,
-                       user_config: dict[str, Any] | None = None, mode: str | None = None):
-    """(Re)deploy the app on the running Ray cluster; returns the ingress handle."""
+                       user_config: dict[str, Any] | None = None, mode: str | None = None,
+                       timeout_s: float = 300.0):
+    """(Re)deploy the app on the running Ray cluster; returns the ingress handle once it is RUNNING."""
     from ray import serve
 
     from .serve_app import build_app
@@ -48,9 +49,41 @@ def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams:
         http_options={"host": "127.0.0.1"},
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
+    from ray.serve.api import _run
+
     app = build_app(settings.model.backbone, **_app_kwargs(settings, heads, streams, user_config, mode))
-    log.info("deploying Serve app %s (backbone %s)", settings.serve.app_name, settings.model.backbone)
-    return serve.run(app, name=settings.serve.app_name, route_prefix=None, blocking=False)
+    name = settings.serve.app_name
+    log.info("deploying Serve app %s (backbone %s)", name, settings.model.backbone)
+    # serve.run waits for RUNNING without a deadline: a replica the cluster cannot place
+    # (CPUs taken by another app) would hang the caller forever. Deploy, then wait bounded.
+    handle = _run(app, name=name, route_prefix=None, _blocking=False)
+    wait_until_running(name, timeout_s)
+    return handle
+
+
+def wait_until_running(name: str, timeout_s: float) -> None:
+    """Wait for app ``name`` to be RUNNING; a failed deploy or the deadline raises with Serve's reasons."""
+    import time
+
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        app = serve.status().applications.get(name)
+        state = str(app.status) if app else "NOT_STARTED"
+        if state.endswith("RUNNING"):
+            return
+        if state.endswith("DEPLOY_FAILED") or time.monotonic() > deadline:
+            reasons = "; ".join(
+                f"{d}: {str(st.status).rsplit('.', 1)[-1]} {st.message}".strip()
+                for d, st in (app.deployments.items() if app else []) if not str(st.status).endswith("HEALTHY")
+            )
+            raise RuntimeError(
+                f"Serve app {name!r} is {state.rsplit('.', 1)[-1]} after {timeout_s:.0f}s"
+                f"{': ' + reasons if reasons else ''}. Free Ray resources (ray status; serve.delete an "
+                "unused app) or lower serve.encoder_num_cpus / replicas in the config."
+            )
+        time.sleep(0.5)
 
 
 def reconfigure_scoring_app(settings: Settings, user_config: dict[str, Any], *, heads: str | None = None,

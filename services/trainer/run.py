@@ -153,6 +153,32 @@ def _s3_filesystem(settings: Settings):
     )
 
 
+def wait_for_worker_cpus(needed: float, timeout_s: float = 180.0) -> None:
+    """Fail fast instead of waiting forever for workers the cluster cannot place.
+
+    Ray Train waits without a deadline for its placement group; on a machine whose CPUs are
+    held by, say, a Serve app, ``vigil train`` would hang silently. More CPUs than the
+    cluster has is an error at once; CPUs held by others are waited for, bounded.
+    """
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0.0)
+    if total < needed:
+        raise RuntimeError(
+            f"training needs {needed:g} CPUs (train.scaling.num_workers × cpus_per_worker) but the Ray "
+            f"cluster has {total:g}: lower the scaling settings or add nodes"
+        )
+    deadline = time.monotonic() + timeout_s
+    while (free := ray.available_resources().get("CPU", 0.0)) < needed - 1e-9:
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"training needs {needed:g} free CPUs but only {free:g} of {total:g} were free for "
+                f"{timeout_s:.0f}s (see `ray status`; a Serve app may hold them): stop what holds them "
+                "or lower train.scaling"
+            )
+        time.sleep(1.0)
+
+
 def fit_with_ray(settings: Settings, cfg: TrainConfig, *, run_id: str, backbone: str, ps, data_key: str,
                  parent_heads_key: str | None, fail_at_epoch: int | None = None):
     """Ray Train ``TorchTrainer.fit``; returns the ``Result`` (checkpoint in the object store)."""
@@ -167,6 +193,7 @@ def fit_with_ray(settings: Settings, cfg: TrainConfig, *, run_id: str, backbone:
         "data_key": data_key, "prompt_set": ps.model_dump(mode="json"), "backbone": backbone,
         "parent_heads_key": parent_heads_key, "fail_at_epoch": fail_at_epoch,
     }
+    wait_for_worker_cpus(cfg.scaling.num_workers * cfg.scaling.cpus_per_worker)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_cfg,

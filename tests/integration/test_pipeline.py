@@ -74,6 +74,9 @@ def pipeline(stack, tmp_path_factory):
     worker.stop.set()
     th.join(30)
     worker.close()
+    from ray import serve
+
+    serve.delete(s.serve.app_name)  # frees its CPUs for the next module's apps
 
 
 def test_every_segment_scored_once(pipeline):
