@@ -56,13 +56,14 @@ def digest_of(version_id: str) -> str:
 class ActiveVersion:
     id: str
     checkpoint_key: str | None
+    backbone: str | None = None  # the registry name its heads were trained on
 
 
 def active_version(engine: Engine) -> ActiveVersion | None:
     with Session(engine) as db:
         row = db.exec(select(ModelVersion).where(ModelVersion.active == True)  # noqa: E712
                       .order_by(ModelVersion.activated_at.desc())).first()
-        return ActiveVersion(row.id, row.checkpoint_key) if row else None
+        return ActiveVersion(row.id, row.checkpoint_key, row.backbone) if row else None
 
 
 def register_version(

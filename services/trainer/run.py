@@ -225,9 +225,10 @@ def run_training(
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     store = ObjectStore(settings.s3)
-    backbone = cfg.backbone or settings.model.backbone
     ps = load_prompt_set(cfg.prompt_set or settings.model.prompt_set)
     active = registry.active_version(engine)
+    # the parent's heads only fit the backbone they were trained on: it wins over the default
+    backbone = cfg.backbone or (active.backbone if active and active.backbone else settings.model.backbone)
     parent_id = active.id if active else None
     with session_scope(engine) as db:
         db.add(TrainingRun(id=run_id, status="running", base_model_version=parent_id or "zero-shot",

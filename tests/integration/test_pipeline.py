@@ -16,7 +16,7 @@ from services.scoring.worker import ScoringWorker
 from vigil.bus import ensure_topics, make_consumer, make_producer
 from vigil.config import CameraConfig, FileSource
 from vigil.contracts import DeadLetter, EventMessage, decode
-from vigil.db import make_engine
+from vigil.db import make_engine, migrate
 from vigil.models import Event, SegmentScore
 from vigil.objectstore import ObjectStore
 from vigil.segments import decode_segment
@@ -56,7 +56,12 @@ def pipeline(stack, tmp_path_factory):
                   "threshold": 0.0 if i == 0 else 0.99,
                   "min_event_segments": 2}
         cams.append(CameraConfig(id=f"cam{i}", source=FileSource(path=path, realtime=False), params=params))
-    s = base.model_copy(update={"cameras": cams})
+    # own topics and database: other modules share the session's broker and SQL store
+    kafka = base.kafka.model_copy(update={"segments_topic": "pl.segments", "events_topic": "pl.events",
+                                          "dlq_topic": "pl.dlq"})
+    db = base.database.model_copy(update={"url": f"sqlite:///{tmp_path_factory.mktemp('pl-db') / 'pl.db'}"})
+    s = base.model_copy(update={"cameras": cams, "kafka": kafka, "database": db})
+    migrate(s.database_url)
     ensure_topics(s.kafka)
     engine = make_engine(s.database_url)
     handle = deploy_scoring_app(s)

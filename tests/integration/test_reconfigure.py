@@ -13,8 +13,8 @@ from tests.integration.test_faults import _config, _count, _ingest, _settings, _
 def test_reconfigure_under_load_keeps_replicas_and_every_segment(stack, tmp_path):
     from ray import serve
 
-    n_cams, n_seg = 2, 40
-    s = _settings(stack, _config(stack, tmp_path, "rc", n_cams, app="vigil-reconf"))
+    n_cams, n_seg = 2, 40  # real-time cameras: segments keep arriving well after the switch
+    s = _settings(stack, _config(stack, tmp_path, "rc", n_cams, app="vigil-reconf", realtime=True))
     s = s.model_copy(update={"serve": s.serve.model_copy(update={"encoder_num_cpus": 0.25})})
     handle = deploy_scoring_app(s)
     info0 = handle.scorer_info.remote().result(timeout_s=120)
