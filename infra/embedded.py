@@ -290,11 +290,6 @@ class EmbeddedStack:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ["VIGIL_LOOPBACK_ONLY"] = "1"  # inherited by Ray workers: see vigil.loopback
-        # Ray starts its workers at nice 15 (to keep its own daemons responsive). On one shared
-        # machine that inverts the priorities: ingest and the consumer (nice 0) outrun the
-        # encoder replica, the bottleneck, which then ran at 40 % of its bare speed (measured
-        # with `vigil bench`). The embedded stack's workers run at normal priority.
-        os.environ.setdefault("RAY_worker_niceness", "0")
         import ray
 
         for attempt in (1, 2):
