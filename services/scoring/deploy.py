@@ -41,6 +41,7 @@ def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams:
                        timeout_s: float = 300.0):
     """(Re)deploy the app on the running Ray cluster; returns the ingress handle once it is RUNNING."""
     from ray import serve
+    from ray.serve.api import _run  # serve.run without its unbounded wait (see below)
 
     from .serve_app import build_app
 
@@ -49,8 +50,6 @@ def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams:
         http_options={"host": "127.0.0.1"},
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
-    from ray.serve.api import _run
-
     app = build_app(settings.model.backbone, **_app_kwargs(settings, heads, streams, user_config, mode))
     name = settings.serve.app_name
     log.info("deploying Serve app %s (backbone %s)", name, settings.model.backbone)
