@@ -243,7 +243,9 @@ def bench(
     fps: Annotated[float, typer.Option(help="frames per second per camera (ignored with --load)")] = 4.0,
     frames_per_segment: Annotated[int, typer.Option(help="T frames per segment")] = 16,
     batch_size: Annotated[int, typer.Option(help="Encode max_batch_size (segments)")] = 4,
-    threads: Annotated[int, typer.Option(help="torch threads (bare loop and Encode replica)")] = 2,
+    threads: Annotated[int, typer.Option(help="torch threads per Encode replica (and per bare loop)")] = 2,
+    replicas: Annotated[int, typer.Option(
+        help="Encode replicas; the bare reference runs as many loops in parallel processes")] = 1,
     bare_seconds: Annotated[float, typer.Option(help="seconds of each bare-encoder measurement")] = 20.0,
     state_dir: StateOpt = None,
 ) -> None:
@@ -253,7 +255,7 @@ def bench(
     _settings(None)  # logging set-up, HF offline
     logging.getLogger("vigil").setLevel(logging.WARNING)
     res = run_bench(cameras, seconds, model, json_out, load=load, fps=fps, frames_per_segment=frames_per_segment,
-                    batch_size=batch_size, threads=threads, bare_seconds=bare_seconds, state_dir=state_dir,
+                    batch_size=batch_size, threads=threads, replicas=replicas, bare_seconds=bare_seconds, state_dir=state_dir,
                     echo=typer.echo)
     if json_out:
         typer.echo(f"result written to {json_out}")

@@ -248,6 +248,9 @@ class Settings(BaseSettings):
                 if isinstance(own, BaseModel):
                     own = own.model_dump(exclude_unset=True)
                 cam = {**cam, "params": {**defaults, **own}}
+            elif isinstance(cam, BaseModel):  # built in Python: its unset params still inherit
+                own = cam.params.model_dump(exclude_unset=True) if "params" in cam.model_fields_set else {}
+                cam = cam.model_copy(update={"params": CameraParams(**{**defaults, **own})})
             merged.append(cam)
         if cams:
             data = {**data, "cameras": merged}

@@ -113,6 +113,46 @@ def bare_encoder_fps(model: Any, segments: list[np.ndarray], *, batch_size: int,
     return {"fps": frames / dt, "segment_s": dt / n_seg, "segments": n_seg, "seconds": dt}
 
 
+def _bare_process(backbone: str, threads: int | None, segments: list[np.ndarray], batch_size: int, seconds: float,
+                  barrier: Any, out: Any) -> None:
+    """One encoder process of the parallel bare reference (spawned: a fresh torch per process)."""
+    model = _load_bare_model(backbone, threads)
+    model.encode_frames([segments[0]])  # warm before the common start
+    barrier.wait()
+    out.put(bare_encoder_fps(model, segments, batch_size=batch_size, seconds=seconds))
+
+
+def parallel_bare_fps(backbone: str, threads: int | None, segments: list[np.ndarray], *, replicas: int,
+                      batch_size: int, seconds: float) -> dict[str, float]:
+    """The machine's limit for an Encode layout of ``replicas`` replicas × ``threads`` threads:
+    that many bare loops in separate processes, started together; their frames/s summed.
+    With one replica it is the in-process loop itself."""
+    if replicas == 1:
+        model = _load_bare_model(backbone, threads)
+        try:
+            return bare_encoder_fps(model, segments, batch_size=batch_size, seconds=seconds)
+        finally:
+            del model
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(replicas), ctx.Queue()
+    procs = [ctx.Process(target=_bare_process, args=(backbone, threads, segments, batch_size, seconds, barrier, out),
+                         daemon=True) for _ in range(replicas)]
+    for p in procs:
+        p.start()
+    try:
+        parts = [out.get(timeout=600) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    fps = sum(r["fps"] for r in parts)
+    return {"fps": fps, "segment_s": float(np.mean([r["segment_s"] for r in parts])),
+            "segments": sum(r["segments"] for r in parts), "seconds": max(r["seconds"] for r in parts)}
+
+
 def _load_bare_model(backbone: str, threads: int | None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -169,6 +209,42 @@ def _short(p: Any, name: str) -> str:
     return title[:30]
 
 
+def _cpu_snapshot() -> dict[str, float]:
+    """CPU seconds (user + system) so far of every process of the run, by short name, and of
+    this process's threads by thread name (cameras, worker, ...): the difference of two
+    snapshots says where the machine's cores went."""
+    import psutil
+
+    out: Counter[str] = Counter()
+    me = psutil.Process()
+    try:
+        procs = [me, *me.children(recursive=True)]
+    except psutil.Error:
+        procs = [me]
+    for p in procs[1:]:
+        try:
+            t = p.cpu_times()
+            out[_short(p, " ".join(p.cmdline()[:1])[-40:] or p.name())] += t.user + t.system
+        except psutil.Error:
+            continue
+    names = {th.native_id: th.name.split(" ")[0].rstrip("-0123456789") or th.name for th in threading.enumerate()}
+    for th in me.threads():
+        out[f"vigil/{names.get(th.id, 'other')}"] += th.user_time + th.system_time
+    return dict(out)
+
+
+def _cpu_delta(a: dict[str, float], b: dict[str, float], wall: float) -> dict[str, float]:
+    """Cores used per process over the window (CPU seconds / wall seconds), largest first."""
+    d = {k: (b.get(k, 0.0) - a.get(k, 0.0)) / max(1e-9, wall) for k in b}
+    return {k: round(v, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+
+
+def _encoder_cpus(replicas: int) -> float:
+    """Ray CPUs reserved per Encode replica so that all replicas plus Score (0.5) fit the node."""
+    cpus = max(2, os.cpu_count() or 2)
+    return 1.0 if replicas == 1 else round(min(1.0, (cpus - 0.5) / replicas), 3)
+
+
 def _stage_totals() -> dict[str, tuple[float, float]]:
     from vigil import metrics
 
@@ -206,6 +282,7 @@ def run_bench(
     frames_per_segment: int = 16,
     batch_size: int = 4,
     threads: int | None = 2,
+    replicas: int = 1,
     bare_seconds: float = 20.0,
     drain_s: float | None = None,
     warmup_segments: int | None = None,
@@ -235,16 +312,16 @@ def run_bench(
     T = frames_per_segment
 
     # 1. bare encoder, first half of the reference
-    echo(f"bench: {model}, {cameras} cameras, T={T}, batch {batch_size}, {threads} threads")
+    echo(f"bench: {model}, {cameras} cameras, T={T}, batch {batch_size}, "
+         f"{replicas} encoder replica(s) x {threads} thread(s)")
     probe = render_cameras(1, 4 * T, work / "probe", width=width, height=height, fps=fps, seed0=1_050_000)
     probe_segs = _sample_segments(probe[0], 4, T)
-    bare_model = _load_bare_model(model, threads)
-    bare1 = bare_encoder_fps(bare_model, probe_segs, batch_size=batch_size, seconds=bare_seconds)
+    bare1 = parallel_bare_fps(model, threads, probe_segs, replicas=replicas, batch_size=batch_size,
+                              seconds=bare_seconds)
     echo(f"bare encoder (before): {bare1['fps']:.1f} frames/s, {bare1['segment_s']:.3f} s per segment")
     if load is not None:
         fps = max(0.05, load * bare1["fps"] / cameras)
         echo(f"offered load {load:.2f} x bare -> {fps:.2f} fps per camera")
-    del bare_model
     import gc
 
     gc.collect()
@@ -256,13 +333,16 @@ def run_bench(
     settings = load_settings(
         None, state_dir=work / "state",
         model={"backbone": model, "torch_threads": threads},
-        serve={"max_batch_size": batch_size, "max_ongoing_requests": max(32, 4 * batch_size)},
+        serve={"max_batch_size": batch_size, "max_ongoing_requests": max(32, 4 * batch_size),
+               "encoder_replicas": replicas, "encoder_num_cpus": _encoder_cpus(replicas)},
         kafka={"partitions": max(4, cameras)},
         ray={"num_cpus": max(2, os.cpu_count() or 2)},
         camera_defaults={"fps": fps, "frames_per_segment": T, "max_side": max(width, height)},
         cameras=[CameraConfig(id=f"cam{i:02d}", source=FramesSource(path=d, fps=fps, realtime=True))
                  for i, d in enumerate(dirs)],
     )
+    if any(c.params.frames_per_segment != T or c.params.fps != fps for c in settings.cameras):
+        raise RuntimeError("bench cameras did not take the bench's fps / frames per segment")
     mem = _MemorySampler()
     mem.start()
     stack = EmbeddedStack(settings)
@@ -290,13 +370,14 @@ def run_bench(
         ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "bench-ingest"), buffer_segments=64)
         # staggered starts: camera i begins i/N of a segment later
         t_ingest = time.time()
+        cpu0 = _cpu_snapshot()
         for i, cam in enumerate(ingest.cameras):
             th = threading.Thread(target=lambda c=cam, d=i * seg_s / cameras: (time.sleep(d), c.run()),
-                                  daemon=True)
+                                  name=f"camera-{cam.cam.id}", daemon=True)
             th.start()
             ingest.threads.append(th)
         batch_sizes: list[int] = []
-        busy_s = 0.0
+        busy_s = busy_cpu_s = 0.0
         expected = cameras * (n_frames // T)
         deadline = time.monotonic() + seconds + seg_s + (drain_s if drain_s is not None else seconds)
         while time.monotonic() < deadline:
@@ -304,18 +385,27 @@ def run_bench(
             st = score_fn.stats()
             batch_sizes += st["batch_sizes"]
             busy_s += st["busy_s"]
+            busy_cpu_s += st.get("busy_cpu_s", 0.0)
             from sqlmodel import Session, func, select
 
             with Session(engine) as db:
                 n = db.exec(select(func.count()).select_from(SegmentScore)).one()
-            if not any(th.is_alive() for th in ingest.threads) and n >= sum(h.segments for h in ingest.health()):
+            hs = ingest.health()
+            echo(f"  t={time.time() - t_ingest:5.0f}s read {sum(h.frames for h in hs)} frames, published "
+                 f"{sum(h.segments for h in hs)} segments, scored {n}")
+            if not any(th.is_alive() for th in ingest.threads) and n >= sum(h.segments for h in hs):
                 break
+        cpu1, t_cpu1 = _cpu_snapshot(), time.time()
+        health = ingest.health()
+        ingest_totals = {"frames_read": sum(h.frames for h in health), "segments_published": sum(h.segments for h in health),
+                         "segments_dropped": sum(h.dropped for h in health)}
         ingest.shutdown(10)
         worker.stop.set()
         wth.join(60)
         st = score_fn.stats()
         batch_sizes += st["batch_sizes"]
         busy_s += st["busy_s"]
+        busy_cpu_s += st.get("busy_cpu_s", 0.0)
         stages1 = _stage_totals()
         t_end = time.time()
 
@@ -327,9 +417,8 @@ def run_bench(
         mem.stop.set()
 
         # 3. bare encoder again (the second half of the reference), with the stack idle
-        bare_model = _load_bare_model(model, threads)
-        bare2 = bare_encoder_fps(bare_model, probe_segs, batch_size=batch_size, seconds=bare_seconds)
-        del bare_model
+        bare2 = parallel_bare_fps(model, threads, probe_segs, replicas=replicas, batch_size=batch_size,
+                                  seconds=bare_seconds)
         echo(f"bare encoder (after): {bare2['fps']:.1f} frames/s")
     finally:
         mem.stop.set()
@@ -349,7 +438,7 @@ def run_bench(
     else:
         e2e_fps = float("nan")
     bare_fps = (bare1["fps"] + bare2["fps"]) / 2
-    seg_compute = T / bare_fps
+    seg_compute = (bare1["segment_s"] + bare2["segment_s"]) / 2  # one segment on one replica
     stage = {}
     for k, (sm, ct) in stages1.items():
         s0, c0 = stages0.get(k, (0.0, 0.0))
@@ -366,15 +455,18 @@ def run_bench(
             "offered_fps": round(fps * cameras, 3), "load": None if load is None else load,
             "offered_over_bare": round(fps * cameras / bare_fps, 3),
             "frames_per_segment": T, "frame_size": [width, height], "batch_size": batch_size,
-            "torch_threads": threads,
+            "torch_threads": threads, "encoder_replicas": replicas,
             "bare_fps_before": round(bare1["fps"], 3), "bare_fps_after": round(bare2["fps"], 3),
-            "segments_expected": expected, "segments_scored": len(rows), "segments_counted": len(used),
+            "segments_expected": expected, "ingest": ingest_totals, "segments_scored": len(rows), "segments_counted": len(used),
             "warmup_segments_skipped": skip,
             "stage_seconds": stage,
-            "encoder_busy_s": round(busy_s, 2), "encoder_utilisation": round(busy_s / max(1e-9, wall), 3),
+            "encoder_busy_s": round(busy_s, 2),
+            # CPU time of the encoding thread over its wall time: under 1 when it waits for a core
+            "encoder_cpu_over_busy": round(busy_cpu_s / max(1e-9, busy_s), 3), "encoder_utilisation": round(busy_s / max(1e-9, wall), 3),
             # the encoder's own rate inside its Serve replica during the run (same load as e2e)
             "encode_fps_in_replica": round(len(rows) * T / max(1e-9, busy_s), 3),
             "batch_size_hist": {str(k): v for k, v in sorted(Counter(batch_sizes).items())},
+            "cores_by_process": _cpu_delta(cpu0, cpu1, t_cpu1 - t_ingest),
             "peak_rss_mb": round(mem.peak_mb, 1),
             "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sorted(mem.peak_by_name.items(), key=lambda kv: -kv[1])[:8]},
             "host": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],

@@ -52,6 +52,21 @@ cameras:
     assert s.params_for("unknown-cam") == s.camera_defaults
 
 
+def test_cameras_built_in_python_inherit_defaults_too(tmp_path):
+    """Cameras passed as objects (the bench, tests, embedding code) merge like YAML ones: a
+    camera whose params were never set used to keep the built-in 4 fps / 16 frames."""
+    from vigil.config import CameraConfig, CameraParams, FramesSource
+
+    s = load_settings(None, state_dir=tmp_path, camera_defaults={"fps": 7.5, "frames_per_segment": 8},
+                      cameras=[CameraConfig(id="a", source=FramesSource(path=str(tmp_path))),
+                               CameraConfig(id="b", source=FramesSource(path=str(tmp_path)),
+                                            params=CameraParams(threshold=0.9))])
+    a, b = s.cameras
+    assert (a.params.fps, a.params.frames_per_segment) == (7.5, 8)
+    assert (b.params.fps, b.params.frames_per_segment, b.params.threshold) == (7.5, 8, 0.9)
+    assert isinstance(a.source, FramesSource)
+
+
 def test_environment_overrides_yaml(tmp_path, monkeypatch):
     p = _write(tmp_path, "kafka:\n  bootstrap_servers: yaml:1\n  partitions: 8\n")
     monkeypatch.setenv("VIGIL_KAFKA__BOOTSTRAP_SERVERS", "env:2")
