@@ -189,14 +189,18 @@ class _MemorySampler(threading.Thread):
                 continue
             for p in procs:
                 try:
-                    rss = p.memory_info().rss / 2**20
-                    name = " ".join(p.cmdline()[:1])[-40:] or p.name()
+                    rss, label = p.memory_info().rss / 2**20, _label(p)
                 except psutil.Error:
                     continue
                 total += rss
-                by[_short(p, name)] += rss
+                by[label] += rss
             if total > self.peak_mb:
                 self.peak_mb, self.peak_by_name = total, dict(by)
+
+
+def _label(p: Any) -> str:
+    """A process's short name for the per-process tables (Ray actors by their ``ray::`` title)."""
+    return _short(p, " ".join(p.cmdline()[:1])[-40:] or p.name())
 
 
 def _short(p: Any, name: str) -> str:
@@ -224,7 +228,7 @@ def _cpu_snapshot() -> dict[str, float]:
     for p in procs[1:]:
         try:
             t = p.cpu_times()
-            out[_short(p, " ".join(p.cmdline()[:1])[-40:] or p.name())] += t.user + t.system
+            out[_label(p)] += t.user + t.system
         except psutil.Error:
             continue
     names = {th.native_id: th.name.split(" ")[0].rstrip("-0123456789") or th.name for th in threading.enumerate()}
@@ -237,6 +241,11 @@ def _cpu_delta(a: dict[str, float], b: dict[str, float], wall: float) -> dict[st
     """Cores used per process over the window (CPU seconds / wall seconds), largest first."""
     d = {k: (b.get(k, 0.0) - a.get(k, 0.0)) / max(1e-9, wall) for k in b}
     return {k: round(v, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v >= 0.005}
+
+
+def _ingest_totals(health: list[Any]) -> dict[str, int]:
+    return {"frames_read": sum(h.frames for h in health), "segments_published": sum(h.segments for h in health),
+            "segments_dropped": sum(h.dropped for h in health)}
 
 
 def _encoder_cpus(replicas: int) -> float:
@@ -397,15 +406,13 @@ def run_bench(
 
             with Session(engine) as db:
                 n = db.exec(select(func.count()).select_from(SegmentScore)).one()
-            hs = ingest.health()
-            echo(f"  t={time.time() - t_ingest:5.0f}s read {sum(h.frames for h in hs)} frames, published "
-                 f"{sum(h.segments for h in hs)} segments, scored {n}")
-            if not any(th.is_alive() for th in ingest.threads) and n >= sum(h.segments for h in hs):
+            ingest_totals = _ingest_totals(ingest.health())
+            echo(f"  t={time.time() - t_ingest:5.0f}s read {ingest_totals['frames_read']} frames, published "
+                 f"{ingest_totals['segments_published']} segments, scored {n}")
+            if not any(th.is_alive() for th in ingest.threads) and n >= ingest_totals["segments_published"]:
                 break
         cpu1, t_cpu1 = _cpu_snapshot(), time.time()
-        health = ingest.health()
-        ingest_totals = {"frames_read": sum(h.frames for h in health), "segments_published": sum(h.segments for h in health),
-                         "segments_dropped": sum(h.dropped for h in health)}
+        ingest_totals = _ingest_totals(ingest.health())
         ingest.shutdown(10)
         worker.stop.set()
         wth.join(60)
