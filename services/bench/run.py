@@ -243,6 +243,21 @@ def _cpu_delta(a: dict[str, float], b: dict[str, float], wall: float) -> dict[st
     return {k: round(v, 3) for k, v in sorted(d.items(), key=lambda kv: -kv[1]) if v >= 0.005}
 
 
+def _host_cpu() -> Any:
+    import psutil
+
+    return psutil.cpu_times()
+
+
+def _steal_share(a: Any, b: Any) -> float | None:
+    """Share of the machine's CPU time the hypervisor gave to other guests between two
+    :func:`_host_cpu` readings (a shared VM's noise: it slows bare and end-to-end alike, but
+    not evenly over time, so it is reported per phase)."""
+    total = sum(b) - sum(a)
+    steal = getattr(b, "steal", 0.0) - getattr(a, "steal", 0.0)
+    return round(steal / total, 3) if total > 0 else None
+
+
 def _ingest_totals(health: list[Any]) -> dict[str, int]:
     return {"frames_read": sum(h.frames for h in health), "segments_published": sum(h.segments for h in health),
             "segments_dropped": sum(h.dropped for h in health)}
@@ -325,8 +340,10 @@ def run_bench(
          f"{replicas} encoder replica(s) x {threads} thread(s)")
     probe = render_cameras(1, 4 * T, work / "probe", width=width, height=height, fps=fps, seed0=1_050_000)
     probe_segs = _sample_segments(probe[0], 4, T)
+    h0 = _host_cpu()
     bare1 = parallel_bare_fps(model, threads, probe_segs, replicas=replicas, batch_size=batch_size,
                               seconds=bare_seconds)
+    steal = {"bare_before": _steal_share(h0, _host_cpu())}
     echo(f"bare encoder (before): {bare1['fps']:.1f} frames/s, {bare1['segment_s']:.3f} s per segment")
     if load is not None:
         fps = max(0.05, load * bare1["fps"] / cameras)
@@ -386,7 +403,7 @@ def run_bench(
         ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "bench-ingest"), buffer_segments=64)
         # staggered starts: camera i begins i/N of a segment later
         t_ingest = time.time()
-        cpu0 = _cpu_snapshot()
+        cpu0, h0 = _cpu_snapshot(), _host_cpu()
         for i, cam in enumerate(ingest.cameras):
             th = threading.Thread(target=lambda c=cam, d=i * seg_s / cameras: (time.sleep(d), c.run()),
                                   name=f"camera-{cam.cam.id}", daemon=True)
@@ -412,6 +429,7 @@ def run_bench(
             if not any(th.is_alive() for th in ingest.threads) and n >= ingest_totals["segments_published"]:
                 break
         cpu1, t_cpu1 = _cpu_snapshot(), time.time()
+        steal["e2e"] = _steal_share(h0, _host_cpu())
         ingest_totals = _ingest_totals(ingest.health())
         ingest.shutdown(10)
         worker.stop.set()
@@ -431,8 +449,10 @@ def run_bench(
         mem.stop.set()
 
         # 3. bare encoder again (the second half of the reference), with the stack idle
+        h0 = _host_cpu()
         bare2 = parallel_bare_fps(model, threads, probe_segs, replicas=replicas, batch_size=batch_size,
                                   seconds=bare_seconds)
+        steal["bare_after"] = _steal_share(h0, _host_cpu())
         echo(f"bare encoder (after): {bare2['fps']:.1f} frames/s")
     finally:
         mem.stop.set()
@@ -486,7 +506,8 @@ def run_bench(
             "peak_rss_mb": round(mem.peak_mb, 1),
             "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sorted(mem.peak_by_name.items(), key=lambda kv: -kv[1])[:8]},
             "host": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
-                     "loadavg_after": [round(x, 2) for x in os.getloadavg()], "gpu": None},
+                     "loadavg_after": [round(x, 2) for x in os.getloadavg()], "gpu": None,
+                     "cpu_steal_share": steal},
             "git_commit": _git_commit(), "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_s": round(time.perf_counter() - t_all, 1),
         },
