@@ -232,8 +232,14 @@ def _cpu_snapshot() -> dict[str, float]:
         except psutil.Error:
             continue
     names = {th.native_id: th.name.split(" ")[0].rstrip("-0123456789") or th.name for th in threading.enumerate()}
+    live = 0.0
     for th in me.threads():
         out[f"vigil/{names.get(th.id, 'other')}"] += th.user_time + th.system_time
+        live += th.user_time + th.system_time
+    # threads that have ended (the cameras, once their footage is streamed) leave the thread
+    # list but not the process total: without this their CPU vanished from the record
+    t = me.cpu_times()
+    out["vigil/ended threads"] = max(0.0, t.user + t.system - live)
     return dict(out)
 
 
