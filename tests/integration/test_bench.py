@@ -33,6 +33,6 @@ def test_bench_record_matches_what_was_streamed(tmp_path):
     assert r["segments_scored"] == ing["segments_published"] > 0
     assert r["bare_fps"] > 0 and r["e2e_fps"] > 0 and r["latency_p95_s"] > 0
     assert any(k.startswith("ray::ServeReplica") and "Encode" in k for k in r["cores_by_process"])
-    steal = r["host"]["cpu_steal_share"]  # the hypervisor's share per phase: 0..1 (None off Linux)
+    steal = r["host"]["cpu_steal_share"]  # the hypervisor's share per phase, 0..1 (0 where the OS reports no steal)
     assert set(steal) == {"bare_before", "e2e", "bare_after"}
     assert all(v is None or 0.0 <= v <= 1.0 for v in steal.values()), steal
