@@ -216,9 +216,14 @@ class Ingress:
 
     async def score_segment(self, frames: np.ndarray, state: dict[str, Any] | None, prompt_set: str | None,
                             camera_id: str | None = None) -> dict[str, Any]:
-        boxes = await self.detector.detect.remote(frames) if self.detector is not None else None
-        enc = await self.encoder.encode.remote((frames, boxes))
+        enc = await self.encode_segment(frames)
         return await self.scorer.score.remote(enc, state, prompt_set, camera_id)
+
+    async def encode_segment(self, frames: np.ndarray) -> Any:
+        """Detect + Encode only. Stateless, so a client may run it ahead of the segment's turn
+        and pass the response to ``Score.score`` once the camera's previous segment is scored."""
+        boxes = await self.detector.detect.remote(frames) if self.detector is not None else None
+        return await self.encoder.encode.remote((frames, boxes))
 
     async def encoder_stats(self) -> dict[str, Any]:
         return await self.encoder.stats.remote()

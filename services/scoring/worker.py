@@ -103,7 +103,7 @@ class _Rebalance(ConsumerRebalanceListener):
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
 
-ScoreFn = Callable[..., dict[str, Any]]  # (frames, state, prompt_set, camera_id=...) -> result
+ScoreFn = Callable[..., dict[str, Any]]  # (frames, state, prompt_set, camera_id=..., encoded=...) -> result
 
 
 def params_with_threshold(params: CameraParams, threshold: float | None) -> CameraParams:
@@ -189,10 +189,14 @@ class ScoringWorker:
         return seg.frames
 
     def _prefetch(self, ref: SegmentRef):
-        """Runs on the fetch pool ahead of scoring; None when the segment is already stored."""
+        """Runs on the fetch pool ahead of scoring: ``(frames, encoding or None)``, or None when
+        the segment is already stored. Where the scorer can encode ahead (Serve), the segment's
+        encoding starts here: it needs no camera state, only its scoring waits for the lane."""
         if self.sink.is_scored(ref.segment_id):
             return None
-        return self._fetch_frames(ref)
+        frames = self._fetch_frames(ref)
+        encode_ahead = getattr(self.score_fn, "encode_ahead", None)
+        return frames, (encode_ahead(frames) if encode_ahead is not None else None)
 
     def _dead_letter(self, rec: Any, reason: str) -> None:
         dl = DeadLetter.wrap(
@@ -211,12 +215,14 @@ class ScoringWorker:
             self._dead_letter(rec, f"undecodable SegmentRef: {exc}")
             return
         try:
+            encoded = None
             if prefetched is not None:
-                frames = prefetched.result()
+                got = prefetched.result()
                 # already stored when prefetched, or since (a duplicate in the same window)
-                if frames is None or self.sink.is_scored(ref.segment_id):
+                if got is None or self.sink.is_scored(ref.segment_id):
                     metrics.DUPLICATES.inc()
                     return
+                frames, encoded = got
             else:
                 if self.sink.is_scored(ref.segment_id):
                     metrics.DUPLICATES.inc()
@@ -229,7 +235,10 @@ class ScoringWorker:
         prompt_set = params.prompt_set or self.settings.model.prompt_set
         rt = self._camera(ref.camera_id)
         t0 = time.perf_counter()
-        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id)
+        if encoded is None:
+            result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id)
+        else:
+            result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id, encoded=encoded)
         metrics.STAGE_SECONDS.labels("score").observe(time.perf_counter() - t0)
         t0 = time.perf_counter()
         params = params_with_threshold(params, result.get("threshold"))

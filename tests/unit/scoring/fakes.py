@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, namedtuple
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -176,6 +177,31 @@ class FakeScorer:
         finally:
             with self.lock:
                 self.concurrent -= 1
+
+
+class FakeAheadScorer(FakeScorer):
+    """Encodes ahead like the Serve adapter: ``encode_ahead`` returns a pending encoding
+    (a future of the frames' mean) and ``__call__(..., encoded=)`` scores from it alone."""
+
+    def __init__(self, delay_s: float = 0.0, encode_s: float = 0.0) -> None:
+        super().__init__(delay_s)
+        self.encode_s = encode_s
+        self.pool = ThreadPoolExecutor(1)  # one encoder, like one Encode replica
+        self.encode_starts: list[float] = []
+
+    def _encode(self, frames):  # noqa: ANN001, ANN202
+        with self.lock:
+            self.encode_starts.append(time.monotonic())
+        time.sleep(self.encode_s)
+        return float(np.asarray(frames).mean())
+
+    def encode_ahead(self, frames):  # noqa: ANN001, ANN201
+        return self.pool.submit(self._encode, frames)
+
+    def __call__(self, frames, state, prompt_set, camera_id=None, encoded=None):  # noqa: ANN001
+        if encoded is not None:  # score what the encoder made, not the frames passed along
+            frames = np.full((len(frames), 1, 1, 1), encoded.result(timeout=10))
+        return super().__call__(frames, state, prompt_set, camera_id)
 
 
 def put_segment(consumer: FakeConsumer, store: FakeStore, camera: str, seq: int, level: int,
