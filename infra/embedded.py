@@ -290,6 +290,11 @@ class EmbeddedStack:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ["VIGIL_LOOPBACK_ONLY"] = "1"  # inherited by Ray workers: see vigil.loopback
+        # One box, fixed replicas, no autoscaling: Serve's 10 Hz control loop and metric export
+        # cost ~0.03 cores, taken straight from the encoder on 2 cores. 2 Hz still notices a dead
+        # replica well inside its health-check period (10 s). Set in the environment to override.
+        os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
+        os.environ.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
         import ray
 
         for attempt in (1, 2):

@@ -406,7 +406,8 @@ def run_bench(
             time.sleep(0.2)  # the consumer joins its group before the cameras start
         stages0 = _stage_totals()
         score_fn.stats()
-        ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "bench-ingest"), buffer_segments=64)
+        ingest_producer = make_producer(s.kafka, "bench-ingest")
+        ingest = IngestService(s, ObjectStore(s.s3), ingest_producer, buffer_segments=64)
         # staggered starts: camera i begins i/N of a segment later
         t_ingest = time.time()
         cpu0, h0 = _cpu_snapshot(), _host_cpu()
@@ -452,6 +453,8 @@ def run_bench(
         with Session(engine) as db:
             rows = sorted(db.exec(select(SegmentScore.scored_at, SegmentScore.t_end, SegmentScore.segment_id)).all())
         worker.close()
+        for producer in (worker.producer, ingest_producer):  # before the broker stops: no reconnect storm
+            producer.close(timeout=5)
         mem.stop.set()
 
         # 3. bare encoder again (the second half of the reference), with the stack idle
