@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
@@ -209,7 +210,9 @@ def _short(p: Any, name: str) -> str:
     except Exception:  # noqa: BLE001
         title = name
     if "ray::" in title or "ray::" in name:
-        return title.split(" ")[0]
+        # Ray retitles an actor while it runs a method ("ray::…:Ingress.handle_request…"):
+        # without the method, both snapshots name the same process the same way
+        return re.sub(r"\.\w+$", "", title.split(" ")[0])
     return title[:30]
 
 
