@@ -251,12 +251,17 @@ def bench(
 ) -> None:
     """Drive synthetic cameras through the real embedded stack and compare with the bare encoder."""
     from services.bench import run_bench
+    from services.bench.run import BenchLoadError
 
     _settings(None)  # logging set-up, HF offline
     logging.getLogger("vigil").setLevel(logging.WARNING)
-    res = run_bench(cameras, seconds, model, json_out, load=load, fps=fps, frames_per_segment=frames_per_segment,
-                    batch_size=batch_size, threads=threads, replicas=replicas, bare_seconds=bare_seconds, state_dir=state_dir,
-                    echo=typer.echo)
+    try:
+        res = run_bench(cameras, seconds, model, json_out, load=load, fps=fps, frames_per_segment=frames_per_segment,
+                        batch_size=batch_size, threads=threads, replicas=replicas, bare_seconds=bare_seconds,
+                        state_dir=state_dir, echo=typer.echo)
+    except BenchLoadError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if json_out:
         typer.echo(f"result written to {json_out}")
     if res.e2e_fps != res.e2e_fps:  # NaN: nothing was scored

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import subprocess
@@ -199,6 +200,19 @@ class _MemorySampler(threading.Thread):
                 self.peak_mb, self.peak_by_name = total, dict(by)
 
 
+class BenchLoadError(ValueError):
+    """The requested load cannot be offered with these cameras."""
+
+
+def _max_camera_fps() -> float:
+    """The highest segment fps the camera config accepts (``CameraParams.fps``)."""
+    from annotated_types import Le
+
+    from vigil.config import CameraParams
+
+    return float(next(m.le for m in CameraParams.model_fields["fps"].metadata if isinstance(m, Le)))
+
+
 def _label(p: Any) -> str:
     """A process's short name for the per-process tables (Ray actors by their ``ray::`` title)."""
     return _short(p, " ".join(p.cmdline()[:1])[-40:] or p.name())
@@ -357,6 +371,12 @@ def run_bench(
     if load is not None:
         fps = max(0.05, load * bare1["fps"] / cameras)
         echo(f"offered load {load:.2f} x bare -> {fps:.2f} fps per camera")
+        max_fps = _max_camera_fps()
+        if fps > max_fps:  # fail before rendering and starting the stack, with the way out
+            raise BenchLoadError(
+                f"--load {load} of the bare {bare1['fps']:.0f} frames/s over {cameras} cameras is {fps:.1f} fps "
+                f"per camera, above the {max_fps:g} fps a camera may run at: use --cameras "
+                f"{math.ceil(load * bare1['fps'] / max_fps)} or more")
     import gc
 
     gc.collect()
