@@ -139,6 +139,7 @@ class ScoringWorker:
         self.consumer = consumer
         self.max_inflight = max(1, max_inflight)
         self.stats_fn = stats_fn or getattr(score_fn, "stats", None)
+        self.encode_ahead = getattr(score_fn, "encode_ahead", None)  # Serve's adapter has it; fakes may not
         self.cameras: dict[str, _CameraRuntime] = {}
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="score")
         self.fetch_pool = ThreadPoolExecutor(max(1, prefetch_threads), thread_name_prefix="fetch")
@@ -195,8 +196,7 @@ class ScoringWorker:
         if self.sink.is_scored(ref.segment_id):
             return None
         frames = self._fetch_frames(ref)
-        encode_ahead = getattr(self.score_fn, "encode_ahead", None)
-        return frames, (encode_ahead(frames) if encode_ahead is not None else None)
+        return frames, (self.encode_ahead(frames) if self.encode_ahead is not None else None)
 
     def _dead_letter(self, rec: Any, reason: str) -> None:
         dl = DeadLetter.wrap(
@@ -235,10 +235,8 @@ class ScoringWorker:
         prompt_set = params.prompt_set or self.settings.model.prompt_set
         rt = self._camera(ref.camera_id)
         t0 = time.perf_counter()
-        if encoded is None:
-            result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id)
-        else:
-            result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id, encoded=encoded)
+        ahead = {} if encoded is None else {"encoded": encoded}  # plain scorers take no ``encoded``
+        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id, **ahead)
         metrics.STAGE_SECONDS.labels("score").observe(time.perf_counter() - t0)
         t0 = time.perf_counter()
         params = params_with_threshold(params, result.get("threshold"))

@@ -28,7 +28,6 @@ def test_cli_reports_it_as_an_error_with_exit_code_2(monkeypatch, tmp_path):
     def refuse(*a, **k):
         raise bench.BenchLoadError("--load 1.5 ... use --cameras 11 or more")
 
-    monkeypatch.setattr(bench, "run_bench", refuse)
-    monkeypatch.setattr("services.bench.run_bench", refuse)
+    monkeypatch.setattr("services.bench.run_bench", refuse)  # the name the CLI imports
     res = CliRunner().invoke(app, ["bench", "--cameras", "10", "--load", "1.5", "--state-dir", str(tmp_path)])
     assert res.exit_code == 2 and "use --cameras 11 or more" in res.output
