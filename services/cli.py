@@ -367,7 +367,9 @@ def train_cmd(
         engine, done, seen = make_engine(s.database_url), threading.Event(), [None]
 
         def follow() -> None:  # progress from the run's SQL row (what the dashboard shows too)
-            while not done.wait(2.0):
+            finished = False
+            while not finished:  # one last read after the run ends: its final epoch may land between polls
+                finished = done.wait(2.0)
                 p = read_progress(engine, rid).get("progress")
                 if p and p.get("epoch") != seen[0]:
                     seen[0] = p.get("epoch")

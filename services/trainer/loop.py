@@ -53,6 +53,7 @@ class Packed:
     weight: np.ndarray  # [N]
     s_pred: np.ndarray  # [N] parent's calibrated s_pred (nan: none)
     windows: np.ndarray  # [M, L, D] consecutive segment embeddings of normal clips (DPC)
+    verified: np.ndarray  # [N] 1: an analyst labelled the segment (feedback); 0: footage assumed normal
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -111,7 +112,7 @@ def build_model(backbone: str, parent_heads: str | Path | None, cfg: TrainConfig
 def _loaders(data: Packed, cfg: TrainConfig, seed: int) -> tuple[DataLoader, DataLoader]:
     t = torch.from_numpy
     seg_ds = TensorDataset(t(data.frame), t(data.seg), t(data.glob), t(data.label).float(), t(data.weight).float(),
-                           t(data.s_pred).float())
+                           t(data.s_pred).float(), t(data.verified).float())
     g = torch.Generator().manual_seed(seed)
     segs = DataLoader(seg_ds, batch_size=cfg.batch_size, shuffle=True, generator=g, drop_last=False)
     win = data.windows if len(data.windows) else np.zeros((0, 2, data.seg.shape[1]), np.float32)
@@ -127,13 +128,13 @@ def run_epoch(objective: torch.nn.Module, opt: torch.optim.Optimizer, segs: Data
     sums: dict[str, float] = {}
     n = 0
     win_iter = iter(wins)
-    for frame, seg, glob, y, w, s_pred in segs:
+    for frame, seg, glob, y, w, s_pred, verified in segs:
         try:
             (windows,) = next(win_iter)
         except StopIteration:
             win_iter = iter(wins)
             (windows,) = next(win_iter, (torch.zeros(0, 2, seg.shape[1]),))
-        out = objective(frame, seg, glob, y, w, s_pred, windows)
+        out = objective(frame, seg, glob, y, w, s_pred, windows, verified)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()

@@ -118,7 +118,7 @@ def pack(parent, ts: TrainingSet, feats: dict[str, ClipFeatures], cfg: TrainConf
     states = calibrated_states(parent, ts, feats)
     glob = camera_context(ts, feats)
     L = cfg.dpc_context + cfg.dpc_horizon
-    rows: dict[str, list] = {k: [] for k in ("frame", "seg", "glob", "label", "weight", "s_pred")}
+    rows: dict[str, list] = {k: [] for k in ("frame", "seg", "glob", "label", "weight", "s_pred", "verified")}
     windows = []
     for c in ts.select(split="train"):
         f = feats[c.clip_id]
@@ -131,6 +131,7 @@ def pack(parent, ts: TrainingSet, feats: dict[str, ClipFeatures], cfg: TrainConf
         rows["label"].append(seg_lab)
         rows["weight"].append(np.full(len(f), w, np.float32))
         rows["s_pred"].append(sp.astype(np.float32))
+        rows["verified"].append(np.full(len(f), float(c.source != "calibration"), np.float32))
         if c.label == 0 and len(f) >= L:
             windows += [f.seg[i : i + L] for i in range(len(f) - L + 1)]
     d = f.seg.shape[1]

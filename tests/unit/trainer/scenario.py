@@ -32,11 +32,23 @@ def _segments(frames: np.ndarray, labels: np.ndarray | None = None, abnormal_onl
     return out
 
 
-def build(store, engine, *, calib_clips: int = 3, calib_frames: int = 48, fp_events: int = 3, tp_per_camera: int = 2) -> Scenario:
+def prompt_set():
+    """The SynthCity prompts of both cameras' scenes (plaza, campus walkway) in one set."""
+    from services.eval.synthcity import prompt_set_for
+    from vigil.model.prompts import PromptSet
+
+    sets = [prompt_set_for(scene) for scene, _ in CAMERAS.values()]
+    union = lambda field: list(dict.fromkeys(t for p in sets for t in getattr(p, field)))  # noqa: E731
+    return PromptSet(name="synthcity-plaza-walkway", context="synthcity", normal=union("normal"),
+                     abnormal=union("abnormal"), scene=union("scene"))
+
+
+def build(store, engine, *, calib_clips: int = 3, calib_frames: int = 48, fp_events: int = 3, tp_per_camera: int = 2,
+          size: tuple[int, int] = SIZE) -> Scenario:
     from vigil.db import session_scope
     from services.trainer.dataset import put_calibration_clip
 
-    w, h = SIZE
+    w, h = size
     fps_ids, tp_ids = [], []
     with session_scope(engine) as db:
         seq = 0

@@ -1,5 +1,6 @@
 """The feedback loop: events an analyst marks as false positives score lower after retraining,
-and the held-out confirmed anomalies are not missed more than before.
+and the held-out confirmed anomalies are not missed more than before; a retrain with no
+feedback at all (vigil-tiny, the scenes' prompts) leaves the zero-shot detections in place.
 
 SynthCity, two cameras (plaza ``cam_a``, campus walkway ``cam_b``), backbone ``vigil-micro``:
 normal calibration clips per camera (every 3rd held out), three events on ``cam_a`` marked
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from services.trainer.config import TrainConfig
 from services.trainer.dataset import build_training_set
@@ -21,6 +23,7 @@ from services.trainer.features import FeatureCache
 from services.trainer.loop import build_model, data_flags, fit_in_process
 from services.trainer.run import pack
 from vigil.model.anomaly import AnomalyModel
+from vigil.model.backbones import WEIGHTS_DIR
 from vigil.model.heads import save_heads
 
 from . import scenario
@@ -28,20 +31,25 @@ from . import scenario
 THRESHOLD = 0.5  # the cameras' default params.threshold
 
 
-def test_false_positive_feedback_lowers_their_scores_without_more_misses(store, engine, micro, tmp_path):
-    scenario.build(store, engine)
+def _retrain(parent: AnomalyModel, backbone: str, store, engine, tmp_path):
+    """Evaluate ``parent``, fit the heads on the stored data as ``vigil train`` does, evaluate the candidate."""
     # coop off: with vigil-micro's random text tower, random CoOp context tokens alone move s_sem
     # arbitrarily; CoOp training is covered by test_objective and the integration run.
     cfg = TrainConfig(coop=False, data={"frames_per_segment": scenario.T})
     ts = build_training_set(store, engine, cfg.data)
-    feats = {c.clip_id: FeatureCache(store, micro, scenario.T).get(c) for c in ts.clips}
-    before = evaluate(micro, ts, feats, lambda cam: THRESHOLD)
-    data = pack(micro, ts, feats, cfg)
-    model = build_model("vigil-micro", None, cfg, micro.prompt_set, **data_flags(data, cfg))
-    fit_in_process(model, micro.prompt_set, cfg, data)
+    feats = {c.clip_id: FeatureCache(store, parent, scenario.T).get(c) for c in ts.clips}
+    before = evaluate(parent, ts, feats, lambda cam: THRESHOLD)
+    data = pack(parent, ts, feats, cfg)
+    model = build_model(backbone, None, cfg, parent.prompt_set, **data_flags(data, cfg))
+    fit_in_process(model, parent.prompt_set, cfg, data)
     save_heads(model, tmp_path / "heads.pt")
-    cand = AnomalyModel.create("vigil-micro", heads=tmp_path / "heads.pt")
-    after = evaluate(cand, ts, feats, lambda cam: THRESHOLD)
+    cand = AnomalyModel.create(backbone, heads=tmp_path / "heads.pt", prompt_set=parent.prompt_set)
+    return ts, before, evaluate(cand, ts, feats, lambda cam: THRESHOLD)
+
+
+def test_false_positive_feedback_lowers_their_scores_without_more_misses(store, engine, micro, tmp_path):
+    scenario.build(store, engine)
+    ts, before, after = _retrain(micro, "vigil-micro", store, engine, tmp_path)
 
     keys = ("auc", "ap", "fa_per_hour", "false_alarms", "misses", "abnormal_segments", "missed_events",
             "anomaly_events", "feedback")
@@ -62,3 +70,26 @@ def test_false_positive_feedback_lowers_their_scores_without_more_misses(store, 
     assert after["missed_events"] <= before["missed_events"] == 0, "no held-out anomaly goes unalarmed"
     assert after["auc"] >= before["auc"] - 0.01
     assert after["fa_per_hour"] <= before["fa_per_hour"]
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "vigil-tiny.pt").is_file(), reason="vigil-tiny checkpoint missing")
+def test_retraining_on_normal_footage_alone_keeps_the_zero_shot_detections(store, engine, tmp_path):
+    """No feedback at all: a retrain on the cameras' normal footage must not cost detections.
+
+    vigil-tiny with the scenes' own prompts finds some of the held-out anomalies zero-shot
+    through descriptions that also light up single frames of normal footage. A per-frame
+    hinge on that footage wore those descriptions down (misses 5 -> 6 of 14 here, measured);
+    the hinge on the segment's mean frame score leaves them alone (5 -> 5).
+    """
+    parent = AnomalyModel.create("vigil-tiny", prompt_set=scenario.prompt_set())
+    scenario.build(store, engine, calib_frames=96, fp_events=0, size=(160, 120))
+    ts, before, after = _retrain(parent, "vigil-tiny", store, engine, tmp_path)
+    keys = ("auc", "fa_per_hour", "misses", "abnormal_segments", "missed_events")
+    print("\nNORMAL-ONLY before:", json.dumps({k: before[k] for k in keys}))
+    print("NORMAL-ONLY after: ", json.dumps({k: after[k] for k in keys}))
+    assert not ts.select(source="false_positive")
+    assert before["abnormal_segments"] == after["abnormal_segments"] > 0
+    assert before["misses"] < before["abnormal_segments"], "zero-shot finds some anomalies to keep"
+    assert after["misses"] <= before["misses"]
+    assert after["missed_events"] <= before["missed_events"]
+    assert after["auc"] >= before["auc"] - 0.01

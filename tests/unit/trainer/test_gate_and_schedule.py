@@ -64,3 +64,23 @@ def test_cli_has_train_with_schedule():
 
     res = CliRunner().invoke(app, ["train", "--help"])
     assert res.exit_code == 0 and "--schedule" in res.output and "--train-config" in res.output
+
+
+def test_cli_train_prints_the_last_epoch_of_a_run_that_ends_between_polls(monkeypatch, tmp_path):
+    """The progress follower polls the run's SQL row every 2 s; a run that ends sooner must
+    still show its final epoch (it used to be lost, and a loaded CI machine hit it)."""
+    from typer.testing import CliRunner
+
+    import infra.embedded
+    import services.trainer.run as run_mod
+    from services.cli import app
+
+    monkeypatch.setattr(infra.embedded, "apply_stack_endpoints", lambda s: s)
+    monkeypatch.setattr(infra.embedded, "ray_init_client", lambda s: None)
+    monkeypatch.setattr(run_mod, "read_progress",
+                        lambda engine, rid: {"progress": {"epoch": 2, "epochs": 2, "loss": 0.25}})
+    monkeypatch.setattr(run_mod, "run_training", lambda s, cfg, run_id, echo: run_mod.TrainOutcome(
+        run_id=run_id, status="succeeded", parent=None, candidate="c1", registered=True, activated=False, reason="ok"))
+    res = CliRunner().invoke(app, ["train", "--state-dir", str(tmp_path), "--run-id", "r1"])
+    assert res.exit_code == 0, res.output
+    assert "epoch 2/2  loss 0.2500" in res.output

@@ -22,7 +22,7 @@ def _packed(d: int, n: int = 12, t: int = 8, m: int = 6, positives: bool = True)
         label[: n // 3] = 1
     return Packed(frame=frame, seg=seg, glob=np.repeat(unit(seg.mean(0))[None], n, 0), label=label,
                   weight=np.ones(n, np.float32), s_pred=rng.uniform(0, 1, n).astype(np.float32),
-                  windows=unit(rng.normal(size=(m, 5, d))))
+                  windows=unit(rng.normal(size=(m, 5, d))), verified=(label > 0).astype(np.float32))
 
 
 def test_all_heads_learn(tmp_path):
