@@ -180,13 +180,13 @@ def test_worker_sigkilled_three_times_scores_every_segment_once(stack, faults_ap
     kills = 0
     try:
         for at in (60, 200, 340):
-            _wait(lambda a=at: _count(engine) >= a, 240, f"{at} rows before kill {kills + 1} (log: {log})")
+            _wait(lambda a=at: _count(engine) >= a, 240, f"{at} rows before kill {kills + 1}", log=log)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
             kills += 1
             assert _count(engine) < n_cams * n_seg, "the kill came too late to matter"
             proc = _spawn_worker(cfg, s.state_dir, log)
-        _wait(lambda: _count(engine) >= n_cams * n_seg, 300, f"all rows after {kills} kills (log: {log})")
+        _wait(lambda: _count(engine) >= n_cams * n_seg, 300, f"all rows after {kills} kills", log=log)
         _wait(lambda: _count(ref_engine) >= n_cams * n_seg, 300, "the reference run")
         time.sleep(3)  # nothing more may arrive
     finally:

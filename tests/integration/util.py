@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psutil
 
@@ -24,11 +25,30 @@ def process_tree(pid: int) -> set[int]:
         return set()
 
 
-def wait_until(cond, timeout: float, what: str) -> None:
-    """Poll ``cond`` every 0.5 s; fail naming ``what`` after ``timeout`` seconds."""
+def log_tail(path: Path, lines: int = 60) -> str:
+    """The last ``lines`` lines of a subprocess's log, for a failure message (CI keeps no tmp
+    files); library warnings and the source line Python prints under each are left out."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"<no log at {path}: {exc}>"
+    kept, skip_next = [], False
+    for line in text.splitlines():
+        if skip_next and line.startswith(" "):
+            skip_next = False
+            continue
+        skip_next = "Warning:" in line
+        if not skip_next:
+            kept.append(line)
+    return "\n".join(kept[-lines:])
+
+
+def wait_until(cond, timeout: float, what: str, *, log: Path | None = None) -> None:
+    """Poll ``cond`` every 0.5 s; fail naming ``what`` (and quoting ``log``'s tail) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    tail = "" if log is None else f"\n--- last lines of {log} ---\n{log_tail(log)}"
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
