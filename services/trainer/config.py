@@ -59,6 +59,9 @@ class GateSettings(_Strict):
 
     auc_tolerance: float = Field(0.0, ge=0, le=1, description="AUC may drop at most this much")
     fa_tolerance: float = Field(0.0, ge=0, description="false alarms/hour may rise at most this much")
+    miss_tolerance: int = Field(
+        0, ge=0, description="held-out abnormal segments under the threshold may rise at most this much"
+    )
     threshold: float | None = Field(
         None, ge=0, le=1, description="alarm threshold; empty = each camera's params.threshold"
     )

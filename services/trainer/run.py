@@ -271,7 +271,8 @@ def run_training(
             lambda cam: settings.params_for(cam).threshold)
         m_active = evaluate(parent, ts, feats, thr)
         m_cand = evaluate(candidate, ts, feats, thr)
-        ok, reason = gate_decision(m_cand, m_active, auc_tolerance=cfg.gate.auc_tolerance, fa_tolerance=cfg.gate.fa_tolerance)
+        ok, reason = gate_decision(m_cand, m_active, auc_tolerance=cfg.gate.auc_tolerance,
+                                   fa_tolerance=cfg.gate.fa_tolerance, miss_tolerance=cfg.gate.miss_tolerance)
         brief = lambda m: {k: m[k] for k in ("auc", "ap", "fa_per_hour", "false_alarms", "normal_hours", "misses",  # noqa: E731
                                              "abnormal_segments", "missed_events", "anomaly_events", "feedback")}
         metrics = {"candidate": brief(m_cand), "active": brief(m_active), "gate": {"passed": ok, "reason": reason},

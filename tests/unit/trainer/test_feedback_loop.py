@@ -2,6 +2,10 @@
 and the held-out confirmed anomalies are not missed more than before; a retrain with no
 feedback at all (vigil-tiny, the scenes' prompts) leaves the zero-shot detections in place.
 
+Two backbones: ``vigil-micro`` (random weights: fast, shows the mechanics; its features do not
+tell one event from another, so the retrain moves every semantic score together) and
+``vigil-tiny`` (trained on SynthCity: the plaza's crowds marked normal, fire held out).
+
 SynthCity, two cameras (plaza ``cam_a``, campus walkway ``cam_b``), backbone ``vigil-micro``:
 normal calibration clips per camera (every 3rd held out), three events on ``cam_a`` marked
 false positive, four confirmed-anomaly events (fire, crowd gathering, fighting, vehicle off
@@ -18,7 +22,7 @@ import pytest
 
 from services.trainer.config import TrainConfig
 from services.trainer.dataset import build_training_set
-from services.trainer.evaluate import evaluate
+from services.trainer.evaluate import evaluate, gate_decision
 from services.trainer.features import FeatureCache
 from services.trainer.loop import build_model, data_flags, fit_in_process
 from services.trainer.run import pack
@@ -70,6 +74,11 @@ def test_false_positive_feedback_lowers_their_scores_without_more_misses(store, 
     assert after["missed_events"] <= before["missed_events"] == 0, "no held-out anomaly goes unalarmed"
     assert after["auc"] >= before["auc"] - 0.01
     assert after["fa_per_hour"] <= before["fa_per_hour"]
+    # with random features the retrain also pulls two edge segments of held-out anomalies under
+    # the threshold (0 -> 2 of 14, measured): the gate must then refuse the version
+    ok, why = gate_decision(after, before)
+    assert ok == (after["misses"] <= before["misses"] and (after["auc"] > before["auc"]
+                                                          or after["fa_per_hour"] < before["fa_per_hour"])), why
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / "vigil-tiny.pt").is_file(), reason="vigil-tiny checkpoint missing")
@@ -93,3 +102,39 @@ def test_retraining_on_normal_footage_alone_keeps_the_zero_shot_detections(store
     assert after["misses"] <= before["misses"]
     assert after["missed_events"] <= before["missed_events"]
     assert after["auc"] >= before["auc"] - 0.01
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "vigil-tiny.pt").is_file(), reason="vigil-tiny checkpoint missing")
+def test_crowds_marked_normal_on_the_plaza_score_lower_without_more_misses(store, engine, tmp_path):
+    """An analyst on the plaza (``cam_a``) marks three crowd gatherings as false positives
+    (markets gather crowds there); fire on both cameras and a crowd on the walkway are held out.
+
+    Measured (vigil-tiny, the scenes' prompts): every marked segment scores lower (mean 0.477 ->
+    0.295), misses 7 -> 7 of 16 held-out abnormal segments, missed events 1 -> 1 of 4, AUC
+    0.930 -> 0.935, and the evaluation gate registers the version. Three marked segments stay
+    just over the threshold (1.0 -> 0.51-0.55): the predictive stream, which the feedback does
+    not retrain here (too few windows), flags them too.
+    """
+    parent = AnomalyModel.create("vigil-tiny", prompt_set=scenario.prompt_set())
+    scenario.build(store, engine, calib_frames=96, size=(160, 120), fp_anomaly="crowd_gathering",
+                   tp_anomalies={"cam_a": ["fire", "fire"], "cam_b": ["fire", "crowd_gathering"]})
+    ts, before, after = _retrain(parent, "vigil-tiny", store, engine, tmp_path)
+    keys = ("auc", "fa_per_hour", "misses", "abnormal_segments", "missed_events", "anomaly_events", "feedback")
+    print("\nCROWD-FEEDBACK before:", json.dumps({k: before[k] for k in keys}))
+    print("CROWD-FEEDBACK after: ", json.dumps({k: after[k] for k in keys}))
+    fp_clips = [c.clip_id for c in ts.select(source="false_positive")]
+    for cid in fp_clips + [c.clip_id for c in ts.select(source="confirmed_anomaly")]:
+        print(f"  {cid}: {before['clip_scores'][cid]} -> {after['clip_scores'][cid]}")
+
+    fb0, fb1 = before["feedback"], after["feedback"]
+    assert fb0["fp_over_threshold"] > 0, "the marked crowds raised alarms under zero-shot"
+    for cid in fp_clips:
+        assert np.all(np.array(after["clip_scores"][cid]) < np.array(before["clip_scores"][cid]))
+    assert fb1["fp_mean_score"] < 0.75 * fb0["fp_mean_score"]
+    assert before["anomaly_events"] == after["anomaly_events"] == 4
+    assert before["misses"] < before["abnormal_segments"], "zero-shot finds held-out anomalies to keep"
+    assert after["misses"] <= before["misses"], "no held-out abnormal segment falls under the threshold"
+    assert after["missed_events"] <= before["missed_events"]
+    assert after["auc"] >= before["auc"] - 0.01
+    ok, why = gate_decision(after, before)
+    assert ok, why

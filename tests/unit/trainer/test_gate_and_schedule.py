@@ -27,6 +27,23 @@ def test_gate_needs_no_regression_and_one_improvement():
     assert not gate_decision({"auc": None, "fa_per_hour": None}, {"auc": None, "fa_per_hour": None})[0]
 
 
+def test_gate_refuses_a_version_that_misses_more_held_out_anomalies():
+    act = {"auc": 0.80, "fa_per_hour": 5.0, "abnormal_segments": 14, "misses": 5, "missed_events": 1,
+           "anomaly_events": 4}
+    better_auc = {**act, "auc": 0.85}
+    assert gate_decision(better_auc, act)[0]
+    ok, why = gate_decision({**better_auc, "misses": 6}, act)  # higher AUC, one more segment missed
+    assert not ok and "misses 6 > active 5 of 14" in why
+    assert gate_decision({**better_auc, "misses": 6}, act, miss_tolerance=1)[0]
+    ok, why = gate_decision({**better_auc, "missed_events": 2}, act)
+    assert not ok and "missed events 2 > active 1" in why
+    ok, why = gate_decision({**better_auc, "misses": 4}, act)
+    assert ok and "misses 5 -> 4 of 14" in why
+    # no held-out anomalies: misses are not compared
+    assert gate_decision({"auc": None, "fa_per_hour": 1.0, "abnormal_segments": 0, "misses": 0},
+                         {"auc": None, "fa_per_hour": 2.0, "abnormal_segments": 0, "misses": 0})[0]
+
+
 def test_alarms_count_runs_not_segments():
     assert _alarms(np.array([0, 1, 1, 0, 1, 0, 0, 1])) == 3
     assert _alarms(np.array([0, 0])) == 0
