@@ -33,7 +33,7 @@ from vigil.db import make_engine, migrate
 from vigil.models import Event, SegmentScore
 from vigil.objectstore import ObjectStore
 
-from tests.integration.util import wait_until
+from tests.integration.util import wait_for_count, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 T = 4
@@ -179,15 +179,17 @@ def test_worker_sigkilled_three_times_scores_every_segment_once(stack, faults_ap
     proc = _spawn_worker(cfg, s.state_dir, log)
     kills = 0
     try:
+        # waits fail on a stall, not on slowness: CI once ran this under heavy load (1007 s in all)
         for at in (60, 200, 340):
-            _wait(lambda a=at: _count(engine) >= a, 240, f"{at} rows before kill {kills + 1}", log=log)
+            wait_for_count(lambda: _count(engine), at, f"rows before kill {kills + 1}", stall_s=180, cap_s=600, log=log)
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
             kills += 1
             assert _count(engine) < n_cams * n_seg, "the kill came too late to matter"
             proc = _spawn_worker(cfg, s.state_dir, log)
-        _wait(lambda: _count(engine) >= n_cams * n_seg, 300, f"all rows after {kills} kills", log=log)
-        _wait(lambda: _count(ref_engine) >= n_cams * n_seg, 300, "the reference run")
+        wait_for_count(lambda: _count(engine), n_cams * n_seg, f"rows after {kills} kills", stall_s=180, cap_s=900,
+                       log=log)
+        wait_for_count(lambda: _count(ref_engine), n_cams * n_seg, "rows of the reference run", stall_s=180, cap_s=600)
         time.sleep(3)  # nothing more may arrive
     finally:
         if proc.poll() is None:

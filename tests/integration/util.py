@@ -52,3 +52,21 @@ def wait_until(cond, timeout: float, what: str, *, log: Path | None = None) -> N
         time.sleep(0.5)
     tail = "" if log is None else f"\n--- last lines of {log} ---\n{log_tail(log)}"
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+
+
+def wait_for_count(count, target: int, what: str, *, stall_s: float, cap_s: float, log: Path | None = None) -> None:
+    """Wait until ``count()`` reaches ``target``. Fails when it has not grown for ``stall_s``
+    seconds (a hang) or after ``cap_s`` in all; a slow but moving run on a loaded machine is
+    waited for. The message gives the count, when it last grew, and ``log``'s tail."""
+    start = time.monotonic()
+    last, last_change = count(), start
+    while last < target:
+        now = time.monotonic()
+        if now - last_change > stall_s or now - start > cap_s:
+            why = f"no progress for {now - last_change:.0f}s" if now - last_change > stall_s else f"{cap_s:.0f}s cap"
+            tail = "" if log is None else f"\n--- last lines of {log} ---\n{log_tail(log)}"
+            raise AssertionError(f"{what}: {last} of {target} after {now - start:.0f}s ({why}){tail}")
+        time.sleep(0.5)
+        n = count()
+        if n > last:
+            last, last_change = n, time.monotonic()
