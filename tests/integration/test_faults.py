@@ -83,6 +83,9 @@ def _settings(stack, cfg: Path, **over):
 def _deploy(s, name: str = APP, **kw):
     from ray import serve
 
+    # as deploy_scoring_app: no HTTP proxy (handles only). Run first in a session, serve.run would
+    # start one, and on a saturated 2-core box its health check killed it mid-deploy (seen here).
+    serve.start(proxy_location="Disabled", http_options={"host": "127.0.0.1"})
     app = build_app("vigil-micro", torch_threads=1, encoder_num_cpus=kw.pop("encoder_num_cpus", 0.25),
                     scorer_num_cpus=0.25, max_batch_size=4, **kw)
     return serve.run(app, name=name, route_prefix=None, blocking=False)
