@@ -36,6 +36,19 @@ def _app_kwargs(settings: Settings, heads: str | None, streams: list[str] | None
     )
 
 
+def start_serve() -> None:
+    """Start Serve on the connected Ray cluster (no-op when running) without an HTTP proxy: the
+    worker calls the app through handles, and a proxy is one more actor whose health check can
+    kill it on a saturated machine."""
+    from ray import serve
+
+    serve.start(
+        proxy_location="Disabled",
+        http_options={"host": "127.0.0.1"},
+        logging_config={"enable_access_log": False, "log_level": "WARNING"},
+    )
+
+
 def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams: list[str] | None = None,
                        user_config: dict[str, Any] | None = None, mode: str | None = None,
                        timeout_s: float = 300.0):
@@ -45,11 +58,7 @@ def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams:
 
     from .serve_app import build_app
 
-    serve.start(
-        proxy_location="Disabled",  # the worker calls the app through handles; no HTTP needed
-        http_options={"host": "127.0.0.1"},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
-    )
+    start_serve()
     app = build_app(settings.model.backbone, **_app_kwargs(settings, heads, streams, user_config, mode))
     name = settings.serve.app_name
     log.info("deploying Serve app %s (backbone %s)", name, settings.model.backbone)

@@ -23,7 +23,7 @@ from sqlmodel import Session, func, select
 
 from infra.embedded import apply_stack_endpoints
 from services.ingest.runner import IngestService
-from services.scoring.deploy import handle_score_fn
+from services.scoring.deploy import handle_score_fn, start_serve
 from services.scoring.serve_app import build_app
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker
@@ -83,9 +83,9 @@ def _settings(stack, cfg: Path, **over):
 def _deploy(s, name: str = APP, **kw):
     from ray import serve
 
-    # as deploy_scoring_app: no HTTP proxy (handles only). Run first in a session, serve.run would
-    # start one, and on a saturated 2-core box its health check killed it mid-deploy (seen here).
-    serve.start(proxy_location="Disabled", http_options={"host": "127.0.0.1"})
+    # first in a session, serve.run would start Serve with an HTTP proxy, whose health check
+    # killed it mid-deploy on a saturated 2-core box (seen here)
+    start_serve()
     app = build_app("vigil-micro", torch_threads=1, encoder_num_cpus=kw.pop("encoder_num_cpus", 0.25),
                     scorer_num_cpus=0.25, max_batch_size=4, **kw)
     return serve.run(app, name=name, route_prefix=None, blocking=False)

@@ -43,6 +43,10 @@ def log_tail(path: Path, lines: int = 60) -> str:
     return "\n".join(kept[-lines:])
 
 
+def _log_suffix(log: Path | None) -> str:
+    return "" if log is None else f"\n--- last lines of {log} ---\n{log_tail(log)}"
+
+
 def wait_until(cond, timeout: float, what: str, *, log: Path | None = None) -> None:
     """Poll ``cond`` every 0.5 s; fail naming ``what`` (and quoting ``log``'s tail) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -50,8 +54,7 @@ def wait_until(cond, timeout: float, what: str, *, log: Path | None = None) -> N
         if cond():
             return
         time.sleep(0.5)
-    tail = "" if log is None else f"\n--- last lines of {log} ---\n{log_tail(log)}"
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{_log_suffix(log)}")
 
 
 def wait_for_count(count, target: int, what: str, *, stall_s: float, cap_s: float, log: Path | None = None) -> None:
@@ -64,8 +67,7 @@ def wait_for_count(count, target: int, what: str, *, stall_s: float, cap_s: floa
         now = time.monotonic()
         if now - last_change > stall_s or now - start > cap_s:
             why = f"no progress for {now - last_change:.0f}s" if now - last_change > stall_s else f"{cap_s:.0f}s cap"
-            tail = "" if log is None else f"\n--- last lines of {log} ---\n{log_tail(log)}"
-            raise AssertionError(f"{what}: {last} of {target} after {now - start:.0f}s ({why}){tail}")
+            raise AssertionError(f"{what}: {last} of {target} after {now - start:.0f}s ({why}){_log_suffix(log)}")
         time.sleep(0.5)
         n = count()
         if n > last:

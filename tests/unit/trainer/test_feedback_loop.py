@@ -51,17 +51,23 @@ def _retrain(parent: AnomalyModel, backbone: str, store, engine, tmp_path):
     return ts, before, evaluate(cand, ts, feats, lambda cam: THRESHOLD)
 
 
+def _report(tag: str, ts, before: dict, after: dict) -> list[str]:
+    """Print the before/after numbers (the closing notes quote them); returns the false-positive clips."""
+    keys = ("auc", "ap", "fa_per_hour", "false_alarms", "misses", "abnormal_segments", "missed_events",
+            "anomaly_events", "feedback")
+    print(f"\n{tag} before:", json.dumps({k: before[k] for k in keys}))
+    print(f"{tag} after: ", json.dumps({k: after[k] for k in keys}))
+    fp_clips = [c.clip_id for c in ts.select(source="false_positive")]
+    for cid in fp_clips + [c.clip_id for c in ts.select(source="confirmed_anomaly")]:
+        print(f"  {cid}: {before['clip_scores'][cid]} -> {after['clip_scores'][cid]}")
+    return fp_clips
+
+
 def test_false_positive_feedback_lowers_their_scores_without_more_misses(store, engine, micro, tmp_path):
     scenario.build(store, engine)
     ts, before, after = _retrain(micro, "vigil-micro", store, engine, tmp_path)
 
-    keys = ("auc", "ap", "fa_per_hour", "false_alarms", "misses", "abnormal_segments", "missed_events",
-            "anomaly_events", "feedback")
-    print("\nFEEDBACK-LOOP before:", json.dumps({k: before[k] for k in keys}))
-    print("FEEDBACK-LOOP after: ", json.dumps({k: after[k] for k in keys}))
-    fp_clips = [c.clip_id for c in ts.select(source="false_positive")]
-    for cid in fp_clips + [c.clip_id for c in ts.select(source="confirmed_anomaly")]:
-        print(f"  {cid}: {before['clip_scores'][cid]} -> {after['clip_scores'][cid]}")
+    fp_clips = _report("FEEDBACK-LOOP", ts, before, after)
 
     fb0, fb1 = before["feedback"], after["feedback"]
     assert fb0["fp_segments"] == fb1["fp_segments"] == 9
@@ -119,12 +125,7 @@ def test_crowds_marked_normal_on_the_plaza_score_lower_without_more_misses(store
     scenario.build(store, engine, calib_frames=96, size=(160, 120), fp_anomaly="crowd_gathering",
                    tp_anomalies={"cam_a": ["fire", "fire"], "cam_b": ["fire", "crowd_gathering"]})
     ts, before, after = _retrain(parent, "vigil-tiny", store, engine, tmp_path)
-    keys = ("auc", "fa_per_hour", "misses", "abnormal_segments", "missed_events", "anomaly_events", "feedback")
-    print("\nCROWD-FEEDBACK before:", json.dumps({k: before[k] for k in keys}))
-    print("CROWD-FEEDBACK after: ", json.dumps({k: after[k] for k in keys}))
-    fp_clips = [c.clip_id for c in ts.select(source="false_positive")]
-    for cid in fp_clips + [c.clip_id for c in ts.select(source="confirmed_anomaly")]:
-        print(f"  {cid}: {before['clip_scores'][cid]} -> {after['clip_scores'][cid]}")
+    fp_clips = _report("CROWD-FEEDBACK", ts, before, after)
 
     fb0, fb1 = before["feedback"], after["feedback"]
     assert fb0["fp_over_threshold"] > 0, "the marked crowds raised alarms under zero-shot"
