@@ -98,7 +98,7 @@ def prepare_clips(frames_dirs: Sequence[str | Path], cfg: NormalityConfig, fps: 
     flows = None
     if cfg.tube.channels == "flow":
         _, gap = cfg.tube.frames(fps)
-        flows = [clip_flows(g, gap) for g in greys]
+        flows = [clip_flows(g, gap, preset=cfg.tube.flow_preset) for g in greys]
     return NormalClips(names=names, grey=greys, boxes=detect_clips(cfg, greys), fps=fps, flow=flows, tube=cfg.tube)
 
 
@@ -141,7 +141,9 @@ def make_tubes(
 
                 def flow(tt: int, c: int = c) -> np.ndarray:
                     if (c, tt) not in cache:
-                        cache[(c, tt)] = frame_flow(clips.grey[c][max(tt - gap, 0)], clips.grey[c][tt])
+                        cache[(c, tt)] = frame_flow(
+                            clips.grey[c][max(tt - gap, 0)], clips.grey[c][tt], cfg.tube.flow_preset
+                        )
                     return cache[(c, tt)]
 
         box = clips.boxes[c][t][b]
@@ -285,7 +287,9 @@ def _speeds(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
             f = clips.flow[c][t]
         else:
             if (c, t) not in cache:
-                cache[(c, t)] = frame_flow(clips.grey[c][max(t - gap * speed, 0)], clips.grey[c][t])
+                cache[(c, t)] = frame_flow(
+                    clips.grey[c][max(t - gap * speed, 0)], clips.grey[c][t], clips.tube.flow_preset
+                )
             f = cache[(c, t)]
         out.append(box_speed(f, clips.boxes[c][t][b]))
     return np.asarray(out)

@@ -166,6 +166,11 @@ class TubeConfig(BaseModel):
         "flow", description="flow: grey + optical flow (x, y); grey: three grey frames gap apart"
     )
     flow_gain: float = Field(8.0, gt=0, le=64, description="uint8 levels per work-frame pixel of motion")
+    flow_preset: Literal["ultrafast", "fast", "medium"] = Field(
+        "medium",
+        description="OpenCV DIS optical-flow preset; medium: ~10 ms per 360x240 frame on one CPU core, "
+        "and the most accurate on normal footage (benchmarks/flow_presets.json)",
+    )
 
     def frames(self, fps: float) -> tuple[int, int]:
         """(step, gap) in frames at ``fps``; at least one frame each."""
@@ -188,21 +193,28 @@ def square_box(box: tuple[int, int, int, int], enlarge: float, min_side: int, w:
     return sx, sy, side
 
 
-_DIS: list = []
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+_DIS: dict[str, Any] = {}
 
 
-def frame_flow(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """Dense optical flow ``prev → cur`` (grey uint8 ``[H, W]``) in pixels, float16 ``[H, W, 2]`` (DIS, ultrafast)."""
-    if not _DIS:
-        _DIS.append(cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST))
-    return _DIS[0].calc(prev, cur, None).astype(np.float16)
+def frame_flow(prev: np.ndarray, cur: np.ndarray, preset: str = "medium") -> np.ndarray:
+    """Dense optical flow ``prev → cur`` (grey uint8 ``[H, W]``) in pixels, float16 ``[H, W, 2]`` (DIS)."""
+    if preset not in _DIS:
+        if preset not in _DIS_PRESETS:
+            raise ValueError(f"unknown optical-flow preset {preset!r}; choose one of {sorted(_DIS_PRESETS)}")
+        _DIS[preset] = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+    return _DIS[preset].calc(prev, cur, None).astype(np.float16)
 
 
-def clip_flows(grey: np.ndarray, gap: int, start: int = 0, past: np.ndarray | None = None) -> np.ndarray:
+def clip_flows(grey: np.ndarray, gap: int, start: int = 0, preset: str = "medium") -> np.ndarray:
     """Flow of every frame of ``grey[start:]`` from the frame ``gap`` earlier (clamped at 0)."""
     out = np.empty((len(grey) - start, *grey.shape[1:], 2), np.float16)
     for i, t in enumerate(range(start, len(grey))):
-        out[i] = frame_flow(grey[max(t - gap, 0)], grey[t])
+        out[i] = frame_flow(grey[max(t - gap, 0)], grey[t], preset)
     return out
 
 
@@ -433,7 +445,10 @@ class NormalityModel(nn.Module):
     def load(cls, path: str | Path) -> NormalityModel:
         ck = torch.load(Path(path), map_location="cpu", weights_only=False)
         extra = ck["extra"]
-        model = cls(NormalityConfig(**extra["config"]))
+        config = dict(extra["config"])
+        # checkpoints written before the preset was configurable were trained on ultrafast flow
+        config["tube"] = {"flow_preset": "ultrafast", **config.get("tube", {})}
+        model = cls(NormalityConfig(**config))
         model.memory = torch.zeros_like(ck["state_dict"]["memory"])
         model.load_state_dict(ck["state_dict"])
         model.calibration = {k: ScoreCalibration.from_dict(v) for k, v in extra["calibration"].items()}
@@ -517,7 +532,7 @@ def score_segment(
     step, gap = cfg.tube.frames(state.fps)
     flow = None
     if cfg.tube.channels == "flow":
-        new_flow = clip_flows(buf, gap, start=offset)
+        new_flow = clip_flows(buf, gap, start=offset, preset=cfg.tube.flow_preset)
         flow = new_flow if state.flow is None or offset == 0 else np.concatenate([state.flow, new_flow])
     n = cfg.tube.context
     tubes, owner, speeds = [], [], []
