@@ -306,27 +306,43 @@ def train_normal_cmd(
     typer.echo(f"normality model written to {path}")
 
 
-@eval_app.command("ucsd")
-def eval_ucsd(
-    root: Annotated[Path, typer.Option(help="UCSD Ped1/Ped2 root (training/, testing/, pedN.mat)")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the metrics here")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="a trained normality.pt (skip training)")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="training steps (default: the model's default)")] = None,
-    clips: Annotated[Optional[str], typer.Option(help="comma-separated test clips, e.g. 01,02")] = None,
-    ablation: Annotated[bool, typer.Option(help="also score each stream alone")] = False,
-    seed: int = 0,
-    threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
-) -> None:
-    """Train on the normal training clips, score every test frame, report pooled frame AUC."""
-    from services.eval.ucsd import run_ucsd_eval
+_EVAL_LAYOUTS = {
+    "ucsd": ("UCSD Ped1/Ped2 root (training/, testing/, pedN.mat)", "testing"),
+    "avenue": ("CUHK Avenue root (training_videos/, testing_videos/, testing_label_mask/)", "testing_videos"),
+    "shanghaitech": ("ShanghaiTech root (training/videos/, testing/frames/, testing/test_frame_mask/)", "testing"),
+}
 
-    _settings(None)
-    if not (root / "testing").is_dir():
-        raise _fail(f"{root} does not look like a UCSD root: no testing/ folder")
-    res = run_ucsd_eval(root, json_out, checkpoint=checkpoint, steps=steps, seed=seed, ablation=ablation,
-                        clips=clips.split(",") if clips else None, threads=threads)
-    typer.echo(json.dumps({k: res[k] for k in ("dataset", "auc", "auc_video_norm", "ap", "frames",
-                                               "train_seconds", "score_fps") if k in res}, indent=2))
+
+def _register_dataset_eval(dataset: str) -> None:
+    root_help, test_dir = _EVAL_LAYOUTS[dataset]
+
+    def eval_dataset(
+        root: Path = typer.Option(..., help=root_help),  # a default, not Annotated: the help is per dataset
+        json_out: Annotated[Optional[Path], typer.Option("--json", help="write the metrics here")] = None,
+        checkpoint: Annotated[Optional[Path], typer.Option(help="a trained normality.pt (skip training)")] = None,
+        steps: Annotated[Optional[int], typer.Option(help="training steps (default: the model's default)")] = None,
+        clips: Annotated[Optional[str], typer.Option(help="comma-separated test clips, e.g. 01,02")] = None,
+        ablation: Annotated[bool, typer.Option(help="also score each stream alone")] = False,
+        seed: int = 0,
+        threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+    ) -> None:
+        from services.eval.ucsd import run_dataset_eval
+
+        _settings(None)
+        if not (root / test_dir).is_dir():
+            raise _fail(f"{root} is not a {dataset} root: it has no {test_dir}/ folder")
+        res = run_dataset_eval(root, json_out, dataset=dataset, checkpoint=checkpoint, steps=steps, seed=seed,
+                               ablation=ablation, clips=clips.split(",") if clips else None, threads=threads)
+        typer.echo(json.dumps({k: res[k] for k in ("dataset", "auc", "auc_video_norm", "ap", "frames",
+                                                   "train_seconds", "score_fps") if k in res}, indent=2))
+
+    eval_dataset.__doc__ = (f"Train on the {dataset} normal training clips, score every test frame, "
+                            "report pooled frame AUC.")
+    eval_app.command(dataset)(eval_dataset)
+
+
+for _dataset in _EVAL_LAYOUTS:
+    _register_dataset_eval(_dataset)
 
 
 # ---------------------------------------------------------------- retraining the heads (issue 9)

@@ -1,11 +1,15 @@
-"""`vigil eval ucsd`: train on UCSD's normal clips (or load a checkpoint), score every test
-frame with the live scorer (:func:`vigil.model.dpc.score_segment`, segment by segment, with
+"""`vigil eval ucsd|avenue|shanghaitech`: train on a dataset's normal clips (or load a
+checkpoint), score every test frame with the live scorer (:func:`vigil.model.dpc.score_segment`, segment by segment, with
 the camera state carried along), and write the frame-level metrics.
 
 - ``auc``: pooled frame-level ROC AUC over all test frames, on the scores exactly as the
   live scorer emits them (no per-video normalisation — a live camera cannot do that).
 - ``auc_video_norm``: the same after per-video min-max normalisation, as many papers report.
 - ``ap``: pooled average precision (abnormal = positive).
+
+The same protocol serves every one-class layout with normal training clips and frame labels
+(:data:`READERS`: UCSD Ped1/Ped2, CUHK Avenue, ShanghaiTech); clips are read segment by
+segment, so long videos never sit in memory whole.
 
 Each test clip is scored as one camera stream starting cold (fresh detector background,
 empty DPC context, empty smoothing tail). Segments are ``segment_frames`` consecutive
@@ -18,11 +22,14 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from itertools import islice
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from vigil.datasets.ucsd import UCSD_FPS, read_ucsd
+from vigil.datasets import read_avenue, read_shanghaitech, read_ucsd
+
+READERS = {"ucsd": read_ucsd, "avenue": read_avenue, "shanghaitech": read_shanghaitech}
 
 
 def frame_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
@@ -43,19 +50,21 @@ def frame_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) ->
     }
 
 
-def score_clip(model, frames: np.ndarray, fps: float, segment_frames: int = 16) -> np.ndarray:
-    """Scores of every frame of one clip, fed to the live scorer as consecutive segments."""
+def score_clip(model, frames: Iterable[np.ndarray], fps: float, segment_frames: int = 16) -> np.ndarray:
+    """Scores of every frame of one clip (an array ``[T, H, W, 3]`` or an iterator of frames),
+    fed to the live scorer as consecutive segments."""
     from vigil.model.dpc import new_scoring_state, score_segment
 
     state = new_scoring_state(model, fps)
     out = []
-    for s in range(0, len(frames), segment_frames):
-        scores, state = score_segment(model, frames[s : s + segment_frames], state)
+    it = iter(frames)
+    while segment := list(islice(it, segment_frames)):
+        scores, state = score_segment(model, np.stack(segment), state)
         out.append(scores)
     return np.concatenate(out)
 
 
-def run_ucsd_eval(
+def run_dataset_eval(
     root: str | Path,
     json_out: str | Path | None = None,
     checkpoint: str | Path | None = None,
@@ -67,18 +76,20 @@ def run_ucsd_eval(
     seed: int = 0,
     work_dir: str | Path | None = None,
     segment_frames: int = 16,
-    fps: float = UCSD_FPS,
+    fps: float | None = None,
     ablation: bool = False,
     progress: bool = True,
     threads: int | None = 1,
+    dataset: str = "ucsd",
 ) -> dict[str, Any]:
-    """Evaluate on a UCSD Ped1/Ped2 root; returns (and writes to ``json_out``) the metrics.
+    """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns (and writes to ``json_out``) the metrics.
 
     ``checkpoint``: a trained ``normality.pt``; without it a model is trained on the
     training clips (``train_clips`` names a subset, ``steps`` the number of steps, ``config``
     overrides :class:`~vigil.model.dpc.NormalityConfig`) into ``work_dir`` (a temporary
     folder by default). ``clips`` names a subset of test clips. ``ablation`` also scores
-    the same model with each stream alone and with the fixed (even) gate.
+    the same model with each stream alone and with the fixed (even) gate. ``fps``: the
+    footage's frame rate (default: the dataset's own, e.g. 10 for UCSD, 25 for Avenue).
     """
     import torch
 
@@ -87,9 +98,12 @@ def run_ucsd_eval(
 
     if threads:
         torch.set_num_threads(threads)
+    if dataset not in READERS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(READERS)}")
+    read = READERS[dataset]
     root = Path(root)
-    dataset = root.name
-    test = read_ucsd(root, "testing")
+    test = read(root, "testing")
+    fps = float(fps or test[0].fps)
     if clips is not None:
         wanted = set(clips)
         test = [c for c in test if c.name in wanted]
@@ -98,7 +112,7 @@ def run_ucsd_eval(
     train_seconds = None
     tmp = None
     if checkpoint is None:
-        training = read_ucsd(root, "training")
+        training = read(root, "training")
         if train_clips is not None:
             training = [c for c in training if c.name in set(train_clips)]
         if work_dir is None:
@@ -121,13 +135,12 @@ def run_ucsd_eval(
     if ablation and len(base[0]) > 1:
         variants.update({f"{k}_only": ([k], base[1]) for k in base[0]})
         variants["fixed_gate"] = (base[0], "fixed")
-    frames = {c.name: c.frames() for c in test}
     labels = [c.labels for c in test]
     result: dict[str, Any] = {}
     for name, (streams, gate) in variants.items():
         model.config.streams, model.config.gate = streams, gate
         t0 = time.perf_counter()
-        scores = [score_clip(model, frames[c.name], fps, segment_frames) for c in test]
+        scores = [score_clip(model, c.iter_frames(), fps, segment_frames) for c in test]
         seconds = time.perf_counter() - t0
         m = frame_metrics(scores, labels)
         if name == "main":
@@ -140,7 +153,7 @@ def run_ucsd_eval(
                     entry["auc"] = float(roc_auc_score(c.labels, s))
                 per_clip[c.name] = entry
             result = {
-                "dataset": dataset,
+                "dataset": root.name,
                 **m,
                 "frames": int(sum(len(s) for s in scores)),
                 "train_seconds": train_seconds,
@@ -161,3 +174,8 @@ def run_ucsd_eval(
     if tmp is not None:
         tmp.cleanup()
     return result
+
+
+def run_ucsd_eval(root: str | Path, json_out: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
+    """:func:`run_dataset_eval` on a UCSD Ped1/Ped2 root."""
+    return run_dataset_eval(root, json_out, dataset="ucsd", **kwargs)

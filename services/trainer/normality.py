@@ -63,11 +63,28 @@ class NormalClips:
     tube: Any = None  # the TubeConfig the flows were computed for
 
 
-def load_grey_frames(folder: str | Path, work_side: int) -> np.ndarray:
-    """A folder of images → uint8 grey ``[T, h, w]`` with the longest side ≤ ``work_side``."""
+def load_grey_frames(source: str | Path, work_side: int) -> np.ndarray:
+    """A folder of images or a video file → uint8 grey ``[T, h, w]`` with the longest side ≤ ``work_side``."""
+    source = Path(source)
+
+    def frames():
+        if source.is_file():
+            cap = cv2.VideoCapture(str(source))
+            if not cap.isOpened():
+                raise ValueError(f"cannot open video {source}")
+            try:
+                while True:
+                    ok, img = cap.read()
+                    if not ok:
+                        return
+                    yield source, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+            finally:
+                cap.release()
+        for p in image_files(source):
+            yield p, cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+
     out = []
-    for p in image_files(Path(folder)):
-        g = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+    for p, g in frames():
         if g is None:
             raise ValueError(f"cannot decode {p}")
         h, w = g.shape
@@ -76,7 +93,7 @@ def load_grey_frames(folder: str | Path, work_side: int) -> np.ndarray:
             g = cv2.resize(g, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         out.append(g)
     if not out:
-        raise ValueError(f"no images in {folder}")
+        raise ValueError(f"no frames in {source}")
     return np.stack(out)
 
 
@@ -93,7 +110,7 @@ def detect_clips(cfg: NormalityConfig, greys: Sequence[np.ndarray], segment: int
 
 
 def prepare_clips(frames_dirs: Sequence[str | Path], cfg: NormalityConfig, fps: float) -> NormalClips:
-    names = [Path(d).name for d in frames_dirs]
+    names = [Path(d).stem if Path(d).is_file() else Path(d).name for d in frames_dirs]
     greys = [load_grey_frames(d, cfg.work_side) for d in frames_dirs]
     flows = None
     if cfg.tube.channels == "flow":
@@ -311,7 +328,7 @@ def train_normal(
     checkpoint_every: int = 200,
     threads: int | None = 1,
 ) -> Path:
-    """Train a camera's normality model on folders of normal frames; returns the checkpoint path.
+    """Train a camera's normality model on normal clips (folders of frames or video files); returns the checkpoint path.
 
     ``fps`` is the frame rate of the folders (tube steps are in seconds). Training state is
     saved to ``out_dir/train_state.pt`` every ``checkpoint_every`` steps and resumed from
@@ -332,7 +349,7 @@ def train_normal(
     out.mkdir(parents=True, exist_ok=True)
     frames_dirs = [Path(d) for d in frames_dirs]
     if not frames_dirs:
-        raise ValueError("train_normal needs at least one folder of normal frames")
+        raise ValueError("train_normal needs at least one normal clip (a folder of frames or a video file)")
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
