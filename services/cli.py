@@ -287,10 +287,10 @@ def cleanup(config: ConfigOpt = None, state_dir: StateOpt = None,
 
 @app.command("train-normal")
 def train_normal_cmd(
-    frames: Annotated[list[Path], typer.Argument(help="folders of normal frames (one per clip)")],
+    frames: Annotated[list[Path], typer.Argument(help="normal clips: folders of frames or video files")],
     out: Annotated[Path, typer.Option(help="output folder (checkpoint + resumable training state)")],
-    fps: Annotated[float, typer.Option(help="frame rate of the folders")] = 10.0,
-    steps: Annotated[int, typer.Option(min=1)] = 1200,
+    fps: Annotated[float, typer.Option(help="frame rate of the clips")] = 10.0,
+    steps: Annotated[int, typer.Option(min=1, help="training steps (the same default as vigil eval)")] = 300,
     seed: int = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
@@ -299,9 +299,9 @@ def train_normal_cmd(
     from services.trainer.normality import train_normal
 
     _settings(None)
-    missing = [str(f) for f in frames if not f.is_dir()]
+    missing = [str(f) for f in frames if not f.exists()]
     if missing:
-        raise _fail(f"not a folder of frames: {', '.join(missing)}")
+        raise _fail(f"no such folder of frames or video file: {', '.join(missing)}")
     path = train_normal(frames, out, fps=fps, steps=steps, seed=seed, resume=resume, threads=threads)
     typer.echo(f"normality model written to {path}")
 
