@@ -1,6 +1,6 @@
 """`vigil eval ucsd|avenue|shanghaitech`: train on a dataset's normal clips (or load a
-checkpoint), score every test frame with the live scorer (:func:`vigil.model.dpc.score_segment`, segment by segment, with
-the camera state carried along), and write the frame-level metrics.
+checkpoint), score every test frame with the live scorer (:func:`vigil.model.dpc.score_segment`,
+segment by segment, with the camera state carried along), and write the frame-level metrics.
 
 - ``auc``: pooled frame-level ROC AUC over all test frames, on the scores exactly as the
   live scorer emits them (no per-video normalisation — a live camera cannot do that).
@@ -82,7 +82,8 @@ def run_dataset_eval(
     threads: int | None = 1,
     dataset: str = "ucsd",
 ) -> dict[str, Any]:
-    """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns (and writes to ``json_out``) the metrics.
+    """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns the metrics
+    and writes them to ``json_out`` when given.
 
     ``checkpoint``: a trained ``normality.pt``; without it a model is trained on the
     training clips (``train_clips`` names a subset, ``steps`` the number of steps, ``config``
