@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from vigil.datasets.base import image_files
+from vigil.datasets.base import Clip, image_files
 from vigil.model.detectors import build_detector
 from vigil.model.dpc import (
     NormalityConfig,
@@ -39,6 +38,7 @@ from vigil.model.dpc import (
     fit_calibration,
     segment_boxes,
     tube_crops,
+    work_grey,
 )
 
 log = logging.getLogger(__name__)
@@ -64,34 +64,14 @@ class NormalClips:
 
 
 def load_grey_frames(source: str | Path, work_side: int) -> np.ndarray:
-    """A folder of images or a video file → uint8 grey ``[T, h, w]`` with the longest side ≤ ``work_side``."""
+    """A folder of images or a video file → uint8 grey ``[T, h, w]`` with the longest side ≤ ``work_side``,
+    converted exactly as the live scorer converts a segment (:func:`work_grey`)."""
     source = Path(source)
-
-    def frames():
-        if source.is_file():
-            cap = cv2.VideoCapture(str(source))
-            if not cap.isOpened():
-                raise ValueError(f"cannot open video {source}")
-            try:
-                while True:
-                    ok, img = cap.read()
-                    if not ok:
-                        return
-                    yield source, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-            finally:
-                cap.release()
-        for p in image_files(source):
-            yield p, cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-
-    out = []
-    for p, g in frames():
-        if g is None:
-            raise ValueError(f"cannot decode {p}")
-        h, w = g.shape
-        scale = min(1.0, work_side / max(h, w))
-        if scale < 1.0:
-            g = cv2.resize(g, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        out.append(g)
+    paths = [] if source.is_file() else image_files(source)
+    if not source.is_file() and not paths:
+        raise ValueError(f"no images in {source}")
+    clip = Clip(name=source.stem, source=source, frame_paths=paths)
+    out = [work_grey(rgb[None], work_side)[0] for rgb in clip.iter_frames()]
     if not out:
         raise ValueError(f"no frames in {source}")
     return np.stack(out)

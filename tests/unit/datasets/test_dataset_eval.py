@@ -10,6 +10,8 @@ import pytest
 from scipy.io import savemat
 from typer.testing import CliRunner
 
+from .layouts import mat_cell, write_video
+
 W, H, FPS = 160, 120, 10.0
 TINY = {"tube": {"size": 64, "context": 2, "horizon": 2}, "hidden": 32, "memory_size": 500}
 
@@ -28,39 +30,23 @@ def _footage(n: int, seed: int, fast_from: int | None = None) -> np.ndarray:
     return np.repeat(frames[..., None], 3, -1)
 
 
-def _video(path: Path, frames: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (W, H))
-    assert w.isOpened()
-    for f in frames:
-        w.write(f)
-    w.release()
-
-
-def _cell(items):
-    c = np.empty((1, len(items)), dtype=object)
-    for i, x in enumerate(items):
-        c[0, i] = x
-    return c
-
-
 def _labels(n: int, fast_from: int) -> np.ndarray:
     return (np.arange(n) >= fast_from).astype(np.uint8)
 
 
 def _avenue(root: Path) -> None:
     for i in range(4):
-        _video(root / f"training_videos/{i + 1:02d}.avi", _footage(60, seed=i))
+        write_video(root / f"training_videos/{i + 1:02d}.avi", _footage(60, seed=i), FPS)
     (root / "testing_label_mask").mkdir(parents=True)
     for i, start in enumerate((30, 25)):
-        _video(root / f"testing_videos/{i + 1:02d}.avi", _footage(60, seed=10 + i, fast_from=start))
+        write_video(root / f"testing_videos/{i + 1:02d}.avi", _footage(60, seed=10 + i, fast_from=start), FPS)
         masks = [np.full((H, W), y, np.uint8) for y in _labels(60, start)]
-        savemat(root / f"testing_label_mask/{i + 1}_label.mat", {"volLabel": _cell(masks)})
+        savemat(root / f"testing_label_mask/{i + 1}_label.mat", {"volLabel": mat_cell(masks)})
 
 
 def _shanghaitech(root: Path) -> None:
     for i in range(4):
-        _video(root / f"training/videos/01_{i + 1:03d}.avi", _footage(60, seed=i))
+        write_video(root / f"training/videos/01_{i + 1:03d}.avi", _footage(60, seed=i), FPS)
     (root / "testing/test_frame_mask").mkdir(parents=True)
     for i, start in enumerate((30, 25)):
         name = f"01_{i + 1:04d}"

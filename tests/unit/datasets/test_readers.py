@@ -17,6 +17,8 @@ from vigil.datasets import (
 )
 from vigil.datasets.ucsd import intervals_to_labels
 
+from .layouts import mat_cell, write_video
+
 
 def _frames(folder: Path, n: int, ext: str = ".jpg", size=(24, 16)) -> None:
     folder.mkdir(parents=True, exist_ok=True)
@@ -26,19 +28,7 @@ def _frames(folder: Path, n: int, ext: str = ".jpg", size=(24, 16)) -> None:
 
 
 def _video(path: Path, n: int, size=(32, 24), fps=25.0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert w.isOpened()
-    for i in range(n):
-        w.write(np.full((size[1], size[0], 3), (i * 30) % 255, np.uint8))
-    w.release()
-
-
-def _cell(items):
-    c = np.empty((1, len(items)), dtype=object)
-    for i, x in enumerate(items):
-        c[0, i] = x
-    return c
+    write_video(path, np.stack([np.full((size[1], size[0], 3), (i * 30) % 255, np.uint8) for i in range(n)]), fps)
 
 
 def test_ucsd_mat_labels_and_training(tmp_path):
@@ -46,7 +36,7 @@ def test_ucsd_mat_labels_and_training(tmp_path):
     _frames(tmp_path / "training/frames/02", 4)
     _frames(tmp_path / "testing/frames/01", 6)
     _frames(tmp_path / "testing/frames/02", 5)
-    savemat(tmp_path / "ped2.mat", {"gt": _cell([np.array([[2], [3]]), np.array([[1, 5], [1, 5]])])})
+    savemat(tmp_path / "ped2.mat", {"gt": mat_cell([np.array([[2], [3]]), np.array([[1, 5], [1, 5]])])})
     train = read_ucsd(tmp_path, "training")
     assert [c.name for c in train] == ["01", "02"] and all(c.labels is None for c in train)
     test = read_ucsd(tmp_path, "testing")
@@ -84,7 +74,7 @@ def test_avenue_masks(tmp_path):
     masks = [np.zeros((24, 32), np.uint8) for _ in range(5)]
     masks[2][3, 4] = 1
     masks[3][:, :] = 1
-    savemat(_mk(tmp_path / "testing_label_mask") / "1_label.mat", {"volLabel": _cell(masks)})
+    savemat(_mk(tmp_path / "testing_label_mask") / "1_label.mat", {"volLabel": mat_cell(masks)})
     test = read_avenue(tmp_path, "testing")
     assert test[0].labels.tolist() == [0, 0, 1, 1, 0]
     assert test[0].frames().shape[0] == 5
