@@ -51,6 +51,45 @@ def _views(caption: str) -> list[str]:
     return list(dict.fromkeys(v.rstrip(".") for v in views))
 
 
+def clip_optimizer(model, lr: float, weight_decay: float):
+    """AdamW as open_clip trains: no weight decay on gains, biases, embeddings and the temperature."""
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def cosine_lr(step: int, steps: int, warmup: int, lr: float) -> float:
+    """Linear warm-up, then cosine decay to 0."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return float(lr * 0.5 * (1 + np.cos(np.pi * t)))
+
+
+def clip_step(model, opt, images, tokens, text_ids: np.ndarray) -> tuple[float, float]:
+    """One optimiser step of symmetric InfoNCE; samples with the same text id are positives of
+    each other (soft targets), since many images share one caption. Returns (loss, temperature)."""
+    import torch
+    import torch.nn.functional as F
+
+    img_f, txt_f, scale = model(images, tokens)[:3]
+    logits = scale * img_f @ txt_f.t()
+    same = torch.from_numpy((text_ids[:, None] == text_ids[None, :]).astype(np.float32))
+    target = same / same.sum(1, keepdim=True)
+    loss = 0.5 * (-(target * F.log_softmax(logits, 1)).sum(1).mean() - (target * F.log_softmax(logits.t(), 1)).sum(1).mean())
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, np.log(100))
+    return float(loss.detach()), float(scale.detach())
+
+
 def render_training_set(*, seed: int, cameras_per_scene: int, frames_per_clip: int, stride: int, image_size: int,
                         width: int = 320, height: int = 240, progress: bool = True):
     """Frames (uint8 ``[N, S, S, 3]``, already resized like ``Backbone.preprocess_frames``),
@@ -102,7 +141,6 @@ def train_tiny_clip(
     """
     import open_clip
     import torch
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from vigil.model.backbones import CONFIG_DIR
@@ -126,18 +164,7 @@ def train_tiny_clip(
     torch.manual_seed(seed)
     model = open_clip.create_model(MODEL, pretrained=None)
     model.train()
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.98), eps=1e-6)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return lr * 0.5 * (1 + np.cos(np.pi * t))
-
+    opt = clip_optimizer(model, lr, weight_decay)
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     rng = np.random.default_rng([seed, 202])
@@ -153,20 +180,10 @@ def train_tiny_clip(
         tid = np.array([view_ids[i][int(rng.integers(len(view_ids[i])))] for i in idx])
         t = tokens[torch.from_numpy(tid)]
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        img_f, txt_f, scale = model(x, t)[:3]
-        logits = scale * img_f @ txt_f.t()
-        same = torch.from_numpy((tid[:, None] == tid[None, :]).astype(np.float32))
-        target = same / same.sum(1, keepdim=True)
-        loss = 0.5 * (-(target * F.log_softmax(logits, 1)).sum(1).mean() - (target * F.log_softmax(logits.t(), 1)).sum(1).mean())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, np.log(100))
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{float(scale):.1f}")
+            g["lr"] = cosine_lr(step, steps, warmup, lr)
+        loss, scale = clip_step(model, opt, x, t, tid)
+        losses.append(loss)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{scale:.1f}")
     model.eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
