@@ -17,7 +17,8 @@ gives the stream what the ICPRAM object-centric mode gives it: detector crops.
 4. ``frames``: the benchmark protocol (``--quick`` scale) with the semantic score of a frame
    = the maximum over its crops (per-description head fitted on the normal period).
 
-    python benchmarks/synthcity_crop_ceiling.py all --json benchmarks/synthcity_crop_ceiling.json
+    python benchmarks/synthcity_crop_ceiling.py all --json OUT.json   # 720 training cameras, ~26 min
+    python benchmarks/synthcity_crop_ceiling.py all --cameras-per-scene 40 --json OUT.json   # 240
 
 Outputs (crops, checkpoint) go to ``--work`` (default ``/tmp/vigil-crop-ceiling``), not the repo.
 """
@@ -311,7 +312,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=["build", "train", "probe", "frames", "all"])
     ap.add_argument("--work", type=Path, default=Path("/tmp/vigil-crop-ceiling"))
-    ap.add_argument("--cameras-per-scene", type=int, default=40)
+    ap.add_argument("--cameras-per-scene", type=int, default=120)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
