@@ -38,11 +38,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.eval.synthcity import _auc, _camera_plan, prompt_set_for  # noqa: E402
+from services.eval.synthcity import _auc, _camera_plan, normal_period_head, prompt_set_for  # noqa: E402
 from vigil.model.detectors import build_detector  # noqa: E402
-from vigil.synthcity import EVAL_SEEDS, SCENE_RULES, SCENES, TRAIN_SEEDS, render_clip  # noqa: E402
-from vigil.synthcity.events import PHRASES  # noqa: E402
-from vigil.synthcity.generator import World, _specs  # noqa: E402
+from vigil.synthcity import EVAL_SEEDS, PHRASES, SCENE_RULES, SCENES, TRAIN_SEEDS, render_clip, run_world  # noqa: E402
 
 DETECTOR = {"type": "motion", "motion_gap": 0}
 WHO = {"campus_walkway": "a student", "shop_floor": "a shopper", "subway_platform": "a passenger"}
@@ -115,17 +113,9 @@ def _box_caption(box, anchors, zone: str) -> tuple[str | None, bool]:
 
 def camera_crops(scene, seed, n_frames, anomalies, *, keep_normal=0.35, stride=2, seg=8, fps=4.0, w=320, h=240):
     """Captioned detector crops of one camera (abnormal ones all kept, normal ones sampled)."""
-    world = World(scene, seed, w, h, fps)
-    specs = _specs(anomalies, n_frames, fps)
-    world.warmup(20.0)
     det, keep = build_detector(DETECTOR), np.random.default_rng([seed, 5])
     frames, anchors, crops, caps, abns = [], [], [], [], []
-    j = 0
-    for i in range(n_frames):
-        while j < len(specs) and specs[j].start <= i:
-            world.stage(specs[j].type)
-            j += 1
-        world.step()
+    for i, world in enumerate(run_world(scene, seed, n_frames, w, h, fps, anomalies)):
         frames.append(world.render())
         anchors.append(_anchors(world))
         if len(frames) < seg:
@@ -291,9 +281,8 @@ def frames(ref: str, normal_frames: int = 48, slot_frames: int = 36) -> dict:
                     owner.append(s0 + k)
         owner = np.asarray(owner)
         sims = _embed(model, crops) @ text.T
-        normal = owner < normal_frames  # per-description head fitted on the normal period's crops
-        z = (sims - sims[normal].mean(0)) / np.maximum(sims[normal].std(0), 1e-3)
-        crop_score = _abnormal_mass(z, np.asarray(ps.abnormal_mask))
+        # per-description head fitted on the normal period's crops
+        crop_score = normal_period_head(sims, owner < normal_frames, np.asarray(ps.abnormal_mask))
         frame_score = np.zeros(n_used)
         np.maximum.at(frame_score, owner, crop_score)
         s = fit_calibration(frame_score[:normal_frames]).probability(frame_score)

@@ -119,16 +119,21 @@ def _semantic_head(model, encs, ps, n_normal_frames: int) -> np.ndarray:
     dominating); score = sum of the softmax probabilities of the abnormal descriptions.
     Uses the normal period only (no labels, no anomaly footage).
     """
-    import torch
-
     t = model.text_embeddings(ps)["text"].cpu().numpy().astype(np.float64)  # [K, D]
     f = np.concatenate([e.frame_emb for e in encs]).astype(np.float64)  # [N, D]
-    sims = f @ t.T
-    mu = sims[:n_normal_frames].mean(0)
-    sd = np.maximum(sims[:n_normal_frames].std(0), 1e-3)
-    z = torch.from_numpy((sims - mu) / sd)
-    probs = torch.softmax(z, dim=-1).numpy()
-    return probs[:, np.asarray(ps.abnormal_mask)].sum(1)
+    normal = np.arange(len(f)) < n_normal_frames
+    return normal_period_head(f @ t.T, normal, np.asarray(ps.abnormal_mask))
+
+
+def normal_period_head(sims: np.ndarray, normal: np.ndarray, abnormal_mask: np.ndarray) -> np.ndarray:
+    """Image-text similarities ``[N, K]`` → abnormal probability mass ``[N]``, each description's
+    logit standardised over the rows marked ``normal`` (see :func:`_semantic_head`)."""
+    import torch
+
+    mu = sims[normal].mean(0)
+    sd = np.maximum(sims[normal].std(0), 1e-3)
+    probs = torch.softmax(torch.from_numpy((sims - mu) / sd), dim=-1).numpy()
+    return probs[:, abnormal_mask].sum(1)
 
 
 def _camera_plan(scene: str, cam_seed: int, normal_frames: int, slot_frames: int):

@@ -19,13 +19,13 @@ evaluation use disjoint seed ranges (``TRAIN_SEEDS``, ``EVAL_SEEDS``).
 """
 
 from .events import PHRASES
-from .generator import AnomalySpec, Clip, FrameInfo, SynthCamera, World, render_clip
+from .generator import AnomalySpec, Clip, FrameInfo, SynthCamera, World, render_clip, run_world
 from .scenes import ANOMALY_TYPES, SCENE_RULES, SCENES, SceneRule
 
 TRAIN_SEEDS = range(0, 100_000)  # layouts/cameras vigil-tiny may train on
 EVAL_SEEDS = range(1_000_000, 1_100_000)  # held out: benchmark layouts/cameras
 
 __all__ = [
-    "SCENES", "ANOMALY_TYPES", "SCENE_RULES", "SceneRule", "PHRASES", "SynthCamera", "render_clip",
+    "SCENES", "ANOMALY_TYPES", "SCENE_RULES", "SceneRule", "PHRASES", "SynthCamera", "render_clip", "run_world",
     "Clip", "FrameInfo", "AnomalySpec", "World", "TRAIN_SEEDS", "EVAL_SEEDS",
 ]

@@ -292,14 +292,13 @@ def _specs(anomalies: Sequence, n_frames: int, fps: float) -> list[AnomalySpec]:
     return sorted(out, key=lambda s: s.start)
 
 
-def render_clip(scene: str, seed: int, n_frames: int, width: int = 320, height: int = 240, fps: float = 10.0,
-                anomalies: Sequence = (), *, night: bool | None = None, warmup_s: float = 20.0) -> Clip:
-    """Render ``n_frames`` of ``scene`` with the given staged behaviours.
+def run_world(scene: str, seed: int, n_frames: int, width: int = 320, height: int = 240, fps: float = 10.0,
+              anomalies: Sequence = (), *, night: bool | None = None, warmup_s: float = 20.0) -> Iterator[World]:
+    """Step one camera's world ``n_frames`` times, staging ``anomalies`` on schedule, and yield
+    it after every step (not yet rendered): for callers that need the scene's state (agents,
+    events) beside the frames. :func:`render_clip` is the frames-and-labels view of it.
 
-    ``anomalies``: anomaly type names (spread evenly over the clip), ``(type, start_frame)``
-    pairs, dicts ``{"type", "start"}`` or :class:`AnomalySpec`. ``"cycling"`` may be staged
-    in any scene; where cycling is normal (street, parking lot) it is labelled 0 but marked
-    in ``Clip.staged``. Any other type must be possible in the scene (``SCENE_RULES``).
+    ``anomalies``: as for :func:`render_clip`; they are validated before any work.
     """
     if n_frames < 1:
         raise ValueError("n_frames must be >= 1")
@@ -311,15 +310,29 @@ def render_clip(scene: str, seed: int, n_frames: int, width: int = 320, height: 
         if s.type != "cycling" and s.type not in w.rule.anomalies:
             raise ValueError(f"{s.type!r} cannot be staged in a {scene} (possible: {', '.join(w.rule.anomalies)})")
     w.warmup(warmup_s)
-    frames = np.empty((n_frames, w.cam.height, w.cam.width, 3), np.uint8)
-    labels = np.zeros(n_frames, np.int64)
-    types, caps, staged = [], [], []
     j = 0
     for i in range(n_frames):
         while j < len(specs) and specs[j].start <= i:
             w.stage(specs[j].type)
             j += 1
         w.step()
+        yield w
+
+
+def render_clip(scene: str, seed: int, n_frames: int, width: int = 320, height: int = 240, fps: float = 10.0,
+                anomalies: Sequence = (), *, night: bool | None = None, warmup_s: float = 20.0) -> Clip:
+    """Render ``n_frames`` of ``scene`` with the given staged behaviours.
+
+    ``anomalies``: anomaly type names (spread evenly over the clip), ``(type, start_frame)``
+    pairs, dicts ``{"type", "start"}`` or :class:`AnomalySpec`. ``"cycling"`` may be staged
+    in any scene; where cycling is normal (street, parking lot) it is labelled 0 but marked
+    in ``Clip.staged``. Any other type must be possible in the scene (``SCENE_RULES``).
+    """
+    frames = np.empty((max(n_frames, 0), int(height), int(width), 3), np.uint8)
+    labels = np.zeros(max(n_frames, 0), np.int64)
+    types, caps, staged = [], [], []
+    w = None
+    for i, w in enumerate(run_world(scene, seed, n_frames, width, height, fps, anomalies, night=night, warmup_s=warmup_s)):
         frames[i] = w.render()
         inf = w.info(i)
         labels[i] = inf.label
