@@ -21,6 +21,11 @@ gives the stream what the ICPRAM object-centric mode gives it: detector crops.
     python benchmarks/synthcity_crop_ceiling.py all --cameras-per-scene 40 --json OUT.json   # 240
 
 Outputs (crops, checkpoint) go to ``--work`` (default ``/tmp/vigil-crop-ceiling``), not the repo.
+
+The record (benchmarks/synthcity_crop_ceiling.json) was measured at its commit, fine-tuning
+the frames-only vigil-tiny of then. Since then the crop data and context crops live in
+``services.trainer.tiny_clip`` (vigil-tiny's stage 2) and object mode in
+``vigil eval synthcity --mode object``, which this script calls.
 """
 
 from __future__ import annotations
@@ -32,125 +37,22 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.eval.synthcity import _auc, _camera_plan, normal_period_head, prompt_set_for  # noqa: E402
-from vigil.model.detectors import build_detector  # noqa: E402
-from vigil.synthcity import EVAL_SEEDS, PHRASES, SCENE_RULES, SCENES, TRAIN_SEEDS, render_clip, run_world  # noqa: E402
+from services.eval.synthcity import _auc, prompt_set_for, run_synthcity_eval  # noqa: E402
+from services.trainer.tiny_clip import camera_crops, render_crop_set  # noqa: E402
+from vigil.synthcity import EVAL_SEEDS, PHRASES, SCENE_RULES, SCENES  # noqa: E402
 
-DETECTOR = {"type": "motion", "motion_gap": 0}
-WHO = {"campus_walkway": "a student", "shop_floor": "a shopper", "subway_platform": "a passenger"}
 SIZE = 112  # vigil-tiny's input side
 
 
-def square_box(box, width: int, height: int, margin: float = 0.25, min_side: int = 16):
-    """The detector box grown to a square with ``margin`` context, kept inside the frame."""
-    x0, y0, x1, y1 = box
-    side = min(max(x1 - x0, y1 - y0, min_side) * (1 + margin), width, height)
-    x0 = int(round(min(max((x0 + x1) / 2 - side / 2, 0), width - side)))
-    y0 = int(round(min(max((y0 + y1) / 2 - side / 2, 0), height - side)))
-    return x0, y0, x0 + int(side), y0 + int(side)
-
-
-def _agent_caption(world, agent, event_of) -> tuple[str | None, bool]:
-    """(caption, abnormal) of one agent now: its event's phrase while that anomaly is active."""
-    zone, scene = world.rule.zone_noun, world.scene
-    ev = event_of.get(id(agent))
-    if ev is not None and ev.active and not (ev.type == "abandoned_object" and agent.kind != "bag"):
-        return ev.phrase, ev.abnormal
-    kind = agent.kind
-    if kind in ("fire", "cart", "train"):
-        return None, False
-    if kind == "bag":
-        return "a bag on the ground", False
-    if kind == "car":
-        if agent.activity == "parked":
-            return "a parked car", False
-        return ("a car drives along the road" if scene == "street" else "a car drives slowly through the lot"), False
-    if kind == "cyclist":
-        return "a cyclist rides by", False
-    who = WHO.get(scene, "a person")
-    if agent.pose == "cart":
-        return "a shopper pushes a cart", False
-    if agent.activity == "wait" or agent.pose in ("stand", "wait"):
-        return ("a passenger waits for the train" if scene == "subway_platform" else f"{who} stands on the {zone}"), False
-    if agent.carry:
-        return f"{who} carries a bag on the {zone}", False
-    return f"{who} walks on the {zone}", False
-
-
-def _anchors(world) -> list[tuple[float, float, str, bool]]:
-    """Every captioned agent in view: (image x, image y of its body centre, caption, abnormal)."""
-    cam = world.cam
-    event_of = {id(a): e for e in world.events for a in e.agents}
-    out = []
-    for a in world.agents:
-        if not a.alive or not cam.in_view(a.x, a.z, 0.3):
-            continue
-        cap, abnormal = _agent_caption(world, a, event_of)
-        if cap is not None:
-            x, y = cam.project(a.x, a.z)
-            out.append((x, y - 0.6 * cam.scale(a.z), cap, abnormal))
-    return out
-
-
-def _box_caption(box, anchors, zone: str) -> tuple[str | None, bool]:
-    x0, y0, x1, y1 = box
-    inside = [a for a in anchors if x0 <= a[0] <= x1 and y0 - 4 <= a[1] <= y1 + 4]
-    if not inside:
-        return None, False
-    for a in inside:
-        if a[3]:
-            return a[2], True
-    if len(inside) >= 4:
-        return f"several people walk on the {zone}", False
-    return inside[0][2], False
-
-
-def camera_crops(scene, seed, n_frames, anomalies, *, keep_normal=0.35, stride=2, seg=8, fps=4.0, w=320, h=240):
-    """Captioned detector crops of one camera (abnormal ones all kept, normal ones sampled)."""
-    det, keep = build_detector(DETECTOR), np.random.default_rng([seed, 5])
-    frames, anchors, crops, caps, abns = [], [], [], [], []
-    for i, world in enumerate(run_world(scene, seed, n_frames, w, h, fps, anomalies)):
-        frames.append(world.render())
-        anchors.append(_anchors(world))
-        if len(frames) < seg:
-            continue
-        for t, boxes in enumerate(det.detect(np.stack(frames))):
-            if (i - seg + 1 + t) % stride:
-                continue
-            for b in boxes:
-                cap, abnormal = _box_caption(b, anchors[t], world.rule.zone_noun)
-                if cap is None or (not abnormal and keep.random() > keep_normal):
-                    continue
-                x0, y0, x1, y1 = square_box(b, w, h)
-                crops.append(cv2.resize(frames[t][y0:y1, x0:x1], (SIZE, SIZE), interpolation=cv2.INTER_AREA))
-                caps.append(cap)
-                abns.append(abnormal)
-        frames, anchors = [], []
-    return crops, caps, abns
-
-
 def build(work: Path, cameras_per_scene: int, n_frames: int = 160, seed: int = 0) -> dict:
-    rng = np.random.default_rng([seed, 101])
-    crops, caps, abns = [], [], []
-    for scene in SCENES:
-        kinds = list(SCENE_RULES[scene].anomalies) + ["cycling"]
-        for _ in range(cameras_per_scene):
-            cam_seed = int(TRAIN_SEEDS[int(rng.integers(len(TRAIN_SEEDS)))])
-            k = int(rng.integers(2, 4))
-            types = list(rng.choice(kinds, size=k, replace=False))
-            starts = sorted(int(s) for s in rng.integers(8, n_frames - 40, size=k))
-            c, t, a = camera_crops(scene, cam_seed, n_frames, list(zip(types, starts)))
-            crops += c
-            caps += t
-            abns += a
-        print(f"build: {scene} done, {len(crops)} crops", flush=True)
-    np.savez(work / "crops.npz", crops=np.stack(crops), caps=np.array(caps), abn=np.array(abns))
+    crops, caps, abns = render_crop_set(seed=seed, cameras_per_scene=cameras_per_scene, frames_per_clip=n_frames,
+                                        image_size=SIZE)
+    np.savez(work / "crops.npz", crops=crops, caps=np.array(caps), abn=abns)
     return {"crops": len(crops), "abnormal_share": round(float(np.mean(abns)), 3), "unique_captions": len(set(caps)),
             "cameras": cameras_per_scene * len(SCENES)}
 
@@ -236,7 +138,7 @@ def probe(work: Path, ref: str) -> dict:
             for r in range(3):
                 seed = int(EVAL_SEEDS[700 + 10 * j + r]) + q
                 c, t, a = camera_crops(scene, seed, 160, [(k, 10 + 45 * i) for i, k in enumerate(kinds[q : q + 3])],
-                                       keep_normal=0.5)
+                                       image_size=SIZE, keep_normal=0.5)
                 e = _embed(model, c)
                 e_test.append(e)
                 y_test += [phrase_type.get(cap, "normal") if ab else "normal" for cap, ab in zip(t, a)]
@@ -258,43 +160,11 @@ def probe(work: Path, ref: str) -> dict:
     return out
 
 
-def frames(ref: str, normal_frames: int = 48, slot_frames: int = 36) -> dict:
-    """Benchmark protocol at --quick scale, semantic score of a frame = max over its crops."""
-    from vigil.model.anomaly import AnomalyModel
-    from vigil.model.dpc import fit_calibration
-
-    model = AnomalyModel.create(ref)
-    ys, types, scores = [], [], []
-    for j, scene in enumerate(SCENES):
-        seed = int(EVAL_SEEDS[(j * 104729) % len(EVAL_SEEDS)])  # the benchmark's --quick cameras
-        specs, n = _camera_plan(scene, seed, normal_frames, slot_frames)
-        clip = render_clip(scene, seed, n, 320, 240, 4.0, anomalies=specs)
-        ps = prompt_set_for(scene)
-        text = model.text_embeddings(ps)["text"].numpy().astype(np.float64)
-        det, n_used = build_detector(DETECTOR), (n // 8) * 8
-        crops, owner = [], []
-        for s0 in range(0, n_used, 8):
-            for k, boxes in enumerate(det.detect(clip.frames[s0 : s0 + 8])):
-                for b in boxes:
-                    x0, y0, x1, y1 = square_box(b, 320, 240)
-                    crops.append(cv2.resize(clip.frames[s0 + k][y0:y1, x0:x1], (SIZE, SIZE), interpolation=cv2.INTER_AREA))
-                    owner.append(s0 + k)
-        owner = np.asarray(owner)
-        sims = _embed(model, crops) @ text.T
-        # per-description head fitted on the normal period's crops
-        crop_score = normal_period_head(sims, owner < normal_frames, np.asarray(ps.abnormal_mask))
-        frame_score = np.zeros(n_used)
-        np.maximum.at(frame_score, owner, crop_score)
-        s = fit_calibration(frame_score[:normal_frames]).probability(frame_score)
-        ys.append(clip.labels[normal_frames:n_used])
-        types += clip.types[normal_frames:n_used]
-        scores.append(s[normal_frames:n_used])
-    y, s = np.concatenate(ys), np.concatenate(scores)
-    per_type = {}
-    for k in sorted({t for t in types if t}):
-        sel = np.asarray([t == k for t in types]) | (y == 0)
-        per_type[k] = _auc(y[sel], s[sel])
-    return {"auc_semantic_object_mode": _auc(y, s), "frames": int(len(y)), "per_type": per_type}
+def frames(ref: str) -> dict:
+    """Benchmark protocol at --quick scale in object mode (a frame's semantic score = its best crop)."""
+    r = run_synthcity_eval(quick=True, backbone=ref, mode="object", progress=False)
+    return {"auc_semantic_object_mode": r["auc_semantic"], "frames": r["frames"],
+            "per_type": {k: v["auc_semantic"] for k, v in r["per_type"].items()}}
 
 
 def main() -> None:

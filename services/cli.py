@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -434,17 +435,23 @@ def train_tiny_cmd(
     typer.echo(json.dumps(info, indent=2, default=str))
 
 
+class SemanticMode(str, Enum):
+    frame = "frame"
+    object = "object"
+
+
 @eval_app.command("synthcity")
 def eval_synthcity(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the metrics here")] = None,
     backbone: Annotated[str, typer.Option(help="backbone registry name")] = "vigil-tiny",
     quick: Annotated[bool, typer.Option(help="reduced run (fewer cameras and frames)")] = False,
+    mode: Annotated[SemanticMode, typer.Option(help="semantic stream on whole frames or on detector crops")] = SemanticMode.frame,
 ) -> None:
     """Zero-shot benchmark on held-out SynthCity cameras: semantic, predictive and fused AUC."""
     from services.eval.synthcity import run_synthcity_eval
 
     _settings(None)
-    res = run_synthcity_eval(json_out, quick=quick, backbone=backbone)
+    res = run_synthcity_eval(json_out, quick=quick, backbone=backbone, mode=mode.value)
     typer.echo(json.dumps({k: res[k] for k in ("auc_semantic", "auc_predictive", "auc_fused") if k in res}, indent=2))
 
 

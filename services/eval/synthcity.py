@@ -98,15 +98,16 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float | None:
 
 
 def _encode(model, frames: np.ndarray, seg: int, batch_segments: int = 8):
-    """Consecutive segments of ``seg`` frames → list of EncodedSegment (last partial segment dropped)."""
-    import torch
+    """Consecutive segments of ``seg`` frames → list of EncodedSegment (last partial segment
+    dropped); in object mode with crops, from one detector that sees the camera in order."""
+    from vigil.model.detectors import build_detector
 
     n = len(frames) // seg
+    det = build_detector(model.config.detector) if model.config.mode == "object" else None
     out = []
     for b in range(0, n, batch_segments):
-        idx = range(b, min(n, b + batch_segments))
-        x = torch.stack([model.preprocess(frames[i * seg : (i + 1) * seg]) for i in idx])
-        out.extend(model.encode(x))
+        segments = [frames[i * seg : (i + 1) * seg] for i in range(b, min(n, b + batch_segments))]
+        out.extend(model.encode_frames(segments, detectors=[det] * len(segments) if det else None))
     return out
 
 
@@ -118,11 +119,26 @@ def _semantic_head(model, encs, ps, n_normal_frames: int) -> np.ndarray:
     (a text description that matches every frame of this camera, normal or not, stops
     dominating); score = sum of the softmax probabilities of the abnormal descriptions.
     Uses the normal period only (no labels, no anomaly footage).
+
+    Object mode: the same head over the crops (fitted on the normal period's crops); a
+    frame's score is its highest crop's, 0 where nothing was detected.
     """
     t = model.text_embeddings(ps)["text"].cpu().numpy().astype(np.float64)  # [K, D]
-    f = np.concatenate([e.frame_emb for e in encs]).astype(np.float64)  # [N, D]
-    normal = np.arange(len(f)) < n_normal_frames
-    return normal_period_head(f @ t.T, normal, np.asarray(ps.abnormal_mask))
+    mask = np.asarray(ps.abnormal_mask)
+    if model.config.mode != "object":
+        f = np.concatenate([e.frame_emb for e in encs]).astype(np.float64)  # [N, D]
+        normal = np.arange(len(f)) < n_normal_frames
+        return normal_period_head(f @ t.T, normal, mask)
+    seg = len(encs[0].frame_emb)
+    crops = np.concatenate([e.crop_emb for e in encs]).astype(np.float64)
+    frame_of = np.concatenate([i * seg + e.crop_frame for i, e in enumerate(encs)])
+    normal = frame_of < n_normal_frames
+    if not normal.any():
+        raise ValueError("object mode: the detector found nothing in the camera's normal period, "
+                         "so the semantic head cannot be fitted; lengthen normal_frames")
+    out = np.zeros(len(encs) * seg)
+    np.maximum.at(out, frame_of, normal_period_head(crops @ t.T, normal, mask))
+    return out
 
 
 def normal_period_head(sims: np.ndarray, normal: np.ndarray, abnormal_mask: np.ndarray) -> np.ndarray:
@@ -160,6 +176,7 @@ def run_synthcity_eval(
     width: int = 320,
     height: int = 240,
     scenes: tuple[str, ...] | None = None,
+    mode: str = "frame",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the benchmark (see module doc) and write the record to ``json_out`` (if given)."""
@@ -170,13 +187,17 @@ def run_synthcity_eval(
     from vigil.model.dpc import fit_calibration
     from vigil.synthcity import EVAL_SEEDS, SCENE_RULES, SCENES, render_clip
 
+    from services.trainer.tiny_clip import CROP_DETECTOR
+
     torch.set_num_threads(min(2, torch.get_num_threads()))
     t0 = time.time()
     cameras_per_scene = cameras_per_scene or (1 if quick else 2)
     normal_frames = normal_frames or (48 if quick else 80)
     slot_frames = slot_frames or (36 if quick else 60)
     scenes = tuple(scenes or SCENES)
-    model = AnomalyModel.create(backbone)
+    if mode not in ("frame", "object"):
+        raise ValueError(f"mode must be 'frame' or 'object', got {mode!r}")
+    model = AnomalyModel.create(backbone, **({"mode": "object", "detector": CROP_DETECTOR} if mode == "object" else {}))
     prompt_sets = {s: prompt_set_for(s) for s in SCENES}
 
     ys, types, sem, sem_raw, sem_zs, pred, fused, staged_all = [], [], [], [], [], [], [], []
@@ -267,7 +288,7 @@ def run_synthcity_eval(
         "frames": int(len(y)),
         "abnormal_frames": int(y.sum()),
         "model": model.version,
-        "settings": {"quick": quick, "backbone": backbone, "cameras_per_scene": cameras_per_scene, "fps": fps,
+        "settings": {"quick": quick, "mode": mode, "backbone": backbone, "cameras_per_scene": cameras_per_scene, "fps": fps,
                      "segment_frames": segment_frames, "normal_frames": normal_frames, "slot_frames": slot_frames,
                      "width": width, "height": height, "scenes": list(scenes)},
         "commit": _git_commit(),
@@ -286,8 +307,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", dest="json_out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    ap.add_argument("--mode", choices=["frame", "object"], default="frame")
     args = ap.parse_args(argv)
-    r = run_synthcity_eval(args.json_out, quick=args.quick, backbone=args.backbone)
+    r = run_synthcity_eval(args.json_out, quick=args.quick, backbone=args.backbone, mode=args.mode)
     print(json.dumps({k: r[k] for k in ("auc_semantic", "auc_predictive", "auc_fused", "auc_semantic_zero_head", "auc_semantic_raw", "per_type", "context_effect")}, indent=2))
 
 

@@ -69,6 +69,9 @@ class AnomalyConfig(BaseModel):
     fusion_gate: bool = Field(True, description="g from the context MLP; off = the constant g0 (ablation)")
     detector: dict[str, Any] = Field(default_factory=lambda: {"type": "motion"}, description="object mode detector config")
     max_crops: int = Field(20, ge=1, le=256, description="crops per frame in object mode")
+    crop_context: float = Field(
+        0.25, ge=0, le=2, description="object mode cuts a square around each box with this much context "
+        "(vigil.model.detectors.context_box; vigil-tiny's crops are cut the same way)")
     dpc: dict[str, int] | None = Field(None, description="DPCForecaster hyper-parameters when the heads carry one")
 
 
@@ -306,9 +309,11 @@ class AnomalyModel(nn.Module):
     def encode_frames(self, segments: Sequence[np.ndarray], detectors: Sequence[Any] | None = None) -> list[EncodedSegment]:
         """Raw uint8 segments ``[T, H, W, 3]`` (equal T) → encoded segments; in object mode with crops.
 
-        Object mode: each frame's boxes (at most ``max_crops``) are cut from the full-resolution
-        frame, resized to the backbone's input and embedded by the CLIP image tower in one batch
-        (crops have no time axis, so the temporal layers do not apply to them). ``detectors``
+        Object mode: around each frame's boxes (at most ``max_crops``) a square with
+        ``crop_context`` context is cut from the full-resolution frame, resized to the
+        backbone's input and embedded by the CLIP image tower in one batch (crops have no time
+        axis, so the temporal layers do not apply to them). ``crop_boxes`` keep the detector's
+        boxes, which is what an analyst sees drawn. ``detectors``
         (one per segment, e.g. per camera, for stateful background models) default to a fresh
         detector per segment.
         """
@@ -316,19 +321,20 @@ class AnomalyModel(nn.Module):
         out = self.encode(batch)
         if self.config.mode != "object":
             return out
-        from vigil.model.detectors import build_detector
+        from vigil.model.detectors import build_detector, context_box
 
         for i, frames in enumerate(segments):
             det = detectors[i] if detectors is not None else build_detector(self.config.detector)
             boxes_per_frame = det.detect(frames)
+            h, w = frames.shape[1:3]
             crops, idx, boxes = [], [], []
             for t, boxes_t in enumerate(boxes_per_frame):
                 for (x0, y0, x1, y1) in list(boxes_t)[: self.config.max_crops]:
-                    x0, y0 = max(0, int(x0)), max(0, int(y0))
-                    x1, y1 = min(frames.shape[2], int(x1)), min(frames.shape[1], int(y1))
+                    x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
                     if x1 - x0 < 2 or y1 - y0 < 2:
                         continue
-                    crops.append(np.ascontiguousarray(frames[t, y0:y1, x0:x1]))
+                    cx0, cy0, cx1, cy1 = context_box((x0, y0, x1, y1), w, h, self.config.crop_context)
+                    crops.append(np.ascontiguousarray(frames[t, cy0:cy1, cx0:cx1]))
                     idx.append(t)
                     boxes.append((x0, y0, x1, y1))
             if crops:

@@ -37,6 +37,7 @@ __all__ = [
     "MotionDetector",
     "MotionDetectorConfig",
     "build_detector",
+    "context_box",
 ]
 
 
@@ -259,3 +260,15 @@ def build_detector(cfg: DetectorConfig | dict[str, Any] | None = None) -> Detect
     elif isinstance(cfg, dict):
         cfg = _ADAPTER.validate_python(cfg)
     return _REGISTRY[cfg.type](cfg)
+
+
+def context_box(box: Box, width: int, height: int, margin: float = 0.25, min_side: int = 16) -> Box:
+    """The square region an object crop is cut from: ``box`` grown to a square with ``margin``
+    context on its longer side, at least ``min_side`` px, shifted (not clipped) to stay inside
+    the ``width`` × ``height`` frame. Square, so the backbone's resize does not stretch the
+    object; with context, so a bag on the ground or a person on a road shows where it is."""
+    x0, y0, x1, y1 = box
+    side = min(max(x1 - x0, y1 - y0, min_side) * (1 + margin), width, height)
+    x0 = int(round(min(max((x0 + x1) / 2 - side / 2, 0), width - side)))
+    y0 = int(round(min(max((y0 + y1) / 2 - side / 2, 0), height - side)))
+    return x0, y0, x0 + int(side), y0 + int(side)

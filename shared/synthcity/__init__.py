@@ -19,7 +19,7 @@ evaluation use disjoint seed ranges (``TRAIN_SEEDS``, ``EVAL_SEEDS``).
 """
 
 from .events import PHRASES
-from .generator import AnomalySpec, Clip, FrameInfo, SynthCamera, World, render_clip, run_world
+from .generator import AnomalySpec, Clip, FrameInfo, ObjectCaption, SynthCamera, World, object_captions, render_clip, run_world
 from .scenes import ANOMALY_TYPES, SCENE_RULES, SCENES, SceneRule
 
 TRAIN_SEEDS = range(0, 100_000)  # layouts/cameras vigil-tiny may train on
@@ -27,5 +27,5 @@ EVAL_SEEDS = range(1_000_000, 1_100_000)  # held out: benchmark layouts/cameras
 
 __all__ = [
     "SCENES", "ANOMALY_TYPES", "SCENE_RULES", "SceneRule", "PHRASES", "SynthCamera", "render_clip", "run_world",
-    "Clip", "FrameInfo", "AnomalySpec", "World", "TRAIN_SEEDS", "EVAL_SEEDS",
+    "Clip", "FrameInfo", "AnomalySpec", "World", "ObjectCaption", "object_captions", "TRAIN_SEEDS", "EVAL_SEEDS",
 ]

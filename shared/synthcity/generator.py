@@ -57,6 +57,11 @@ class AnomalySpec:
     start: int  # frame at which the event begins (its agents enter; the label follows what they do)
 
 
+# who walks in a scene (one, many), when it is not "a person"
+_WHO = {"campus_walkway": ("a student", "students"), "shop_floor": ("a shopper", "shoppers"),
+        "subway_platform": ("a passenger", "passengers")}
+
+
 def _count(n: int, one: str, many: str) -> str:
     return one if n == 1 else f"{_NUM.get(n, 'several' if n < 8 else 'many')} {many}"
 
@@ -205,8 +210,7 @@ class World:
         zone = rule.zone_noun
         n = counts.get("walk", 0) + counts.get("cross", 0)
         if n:
-            who = {"campus_walkway": ("a student", "students"), "shop_floor": ("a shopper", "shoppers"),
-                   "subway_platform": ("a passenger", "passengers")}.get(self.scene, ("a person", "people"))
+            who = _WHO.get(self.scene, ("a person", "people"))
             parts.append(f"{_count(n, who[0], who[1])} {'walks' if n == 1 else 'walk'} on the {zone}")
         if counts.get("cross"):
             parts.append("a pedestrian crosses at the crosswalk")
@@ -229,6 +233,52 @@ class World:
         body = f"{self.scene_phrase} {tod}, " + " and ".join(parts[:2])
         lead = [e.phrase for e in active]
         return (". ".join(lead) + ". " + body) if lead else body
+
+
+class ObjectCaption(NamedTuple):
+    """Ground truth of one visible agent: where its body centre is in the image and what it does."""
+
+    x: float
+    y: float
+    caption: str
+    abnormal: bool
+
+
+def object_captions(world: World) -> list[ObjectCaption]:
+    """Every captioned agent in view now, for object-level (crop) captions: an agent of an
+    active event says the event's phrase (an abandoned-object event: only the bag); the
+    rest say what they do, in the words of :meth:`World.caption`. Fires, carts and trains
+    have no caption of their own (a cart goes with its shopper)."""
+    cam, zone, scene = world.cam, world.rule.zone_noun, world.scene
+    who = _WHO.get(scene, ("a person", "people"))[0]
+    event_of = {id(a): e for e in world.events for a in e.agents}
+    out = []
+    for a in world.agents:
+        if not a.alive or not cam.in_view(a.x, a.z, 0.3):
+            continue
+        ev = event_of.get(id(a))
+        if ev is not None and ev.active and not (ev.type == "abandoned_object" and a.kind != "bag"):
+            cap, abnormal = ev.phrase, ev.abnormal
+        elif a.kind in ("fire", "cart", "train"):
+            continue
+        elif a.kind == "bag":
+            cap, abnormal = "a bag on the ground", False
+        elif a.kind == "car":
+            cap = "a parked car" if a.activity == "parked" else (
+                "a car drives along the road" if scene == "street" else "a car drives slowly through the lot")
+            abnormal = False
+        elif a.kind == "cyclist":
+            cap, abnormal = "a cyclist rides by", False
+        elif a.pose == "cart":
+            cap, abnormal = "a shopper pushes a cart", False
+        elif a.activity == "wait" or a.pose in ("stand", "wait"):
+            cap = "a passenger waits for the train" if scene == "subway_platform" else f"{who} stands on the {zone}"
+            abnormal = False
+        else:
+            cap, abnormal = (f"{who} carries a bag on the {zone}" if a.carry else f"{who} walks on the {zone}"), False
+        x, y = cam.project(a.x, a.z)
+        out.append(ObjectCaption(x, y - 0.6 * cam.scale(a.z), cap, abnormal))
+    return out
 
 
 class SynthCamera:

@@ -11,6 +11,7 @@ from vigil.model.detectors import (
     MotionDetector,
     MotionDetectorConfig,
     build_detector,
+    context_box,
 )
 
 
@@ -85,3 +86,15 @@ def test_hog_person_runs_and_returns_boxes_per_frame():
 def test_rejects_non_uint8():
     with pytest.raises(ValueError):
         build_detector({"type": "motion"}).detect(np.zeros((2, 10, 10, 3), np.float32))
+
+
+@pytest.mark.parametrize("box", [(100, 50, 110, 70), (0, 0, 12, 30), (300, 200, 320, 240), (10, 10, 300, 230)])
+def test_context_box_is_a_square_with_context_inside_the_frame(box):
+    x0, y0, x1, y1 = context_box(box, 320, 240, margin=0.25)
+    side = x1 - x0
+    assert side == y1 - y0  # square: the resize to the backbone input does not stretch it
+    assert 0 <= x0 and 0 <= y0 and x1 <= 320 and y1 <= 240
+    longer = max(box[2] - box[0], box[3] - box[1], 16)
+    assert side == min(int(longer * 1.25), 240)
+    if side < 240:  # holds the whole box whenever the frame allows
+        assert x0 <= box[0] and y0 <= box[1] and x1 >= box[2] and y1 >= box[3]

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vigil.model.anomaly import AnomalyModel, CameraState, EncodedSegment, SegmentResult
 from vigil.model.prompts import PromptSet, load_prompt_set
@@ -191,6 +192,21 @@ def test_object_mode_frame_score_is_max_over_crops(frames):
             expect[t] = sel.max()
     assert np.allclose(res.frame_scores, expect, atol=1e-5)
     assert any(b for b in res.crop_boxes)
+
+
+def test_object_mode_embeds_a_square_context_crop_and_reports_the_detector_box(frames):
+    from vigil.model.detectors import build_detector, context_box
+
+    m = AnomalyModel.create("vigil-micro", mode="object", crop_context=0.5)
+    e = m.encode_frames([frames])[0]
+    boxes = build_detector(m.config.detector).detect(frames)  # a fresh detector, as encode_frames uses
+    assert [tuple(b) for t in range(len(frames)) for b in boxes[t]] == [tuple(b) for b in e.crop_boxes]
+    n, t, box = 0, int(e.crop_frame[0]), e.crop_boxes[0]
+    x0, y0, x1, y1 = context_box(box, frames.shape[2], frames.shape[1], 0.5)
+    assert x1 - x0 == y1 - y0 > box[2] - box[0]
+    with torch.no_grad():
+        ref = F.normalize(m.clip.encode_image(m.preprocess(np.ascontiguousarray(frames[t:t + 1, y0:y1, x0:x1]))).float(), dim=-1)
+    assert np.allclose(e.crop_emb[n], ref[0].numpy(), atol=1e-5)
 
 
 def test_object_mode_without_detections_uses_whole_frames(zs_model):

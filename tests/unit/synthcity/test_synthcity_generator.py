@@ -131,3 +131,24 @@ def test_renders_much_faster_than_real_time():
         pass
     fps = 100 / (time.perf_counter() - t)
     assert fps > 20.0, f"{fps:.1f} frames/s"
+
+
+def test_object_captions_name_the_event_agents_and_what_the_others_do():
+    from vigil.synthcity import object_captions, run_world
+
+    seen_event, seen_normal = set(), set()
+    for world in run_world("campus_walkway", 11, 60, 320, 240, 4.0, [("fighting", 2)], warmup_s=4.0):
+        objs = object_captions(world)
+        fight = next((e for e in world.events if e.type == "fighting"), None)
+        for o in objs:
+            assert -40 <= o.x <= 360 and -40 <= o.y <= 240  # body centre projected near or into the image
+            if o.abnormal:
+                assert fight is not None and fight.active and o.caption == fight.phrase
+                seen_event.add(o.caption)
+            else:
+                seen_normal.add(o.caption)
+        if fight is not None and fight.active:  # both fighters are captioned with the event while it lasts
+            assert sum(o.abnormal for o in objs) == 2
+    assert len(seen_event) == 1
+    assert "a student walks on the walkway" in seen_normal
+    assert not any("fight" in c for c in seen_normal)
