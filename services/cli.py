@@ -438,6 +438,12 @@ def train_tiny_cmd(
 class SemanticMode(str, Enum):
     frame = "frame"
     object = "object"
+    frame_object = "frame+object"
+
+
+class SynthCitySplit(str, Enum):
+    eval = "eval"
+    dev = "dev"
 
 
 @eval_app.command("synthcity")
@@ -445,13 +451,14 @@ def eval_synthcity(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the metrics here")] = None,
     backbone: Annotated[str, typer.Option(help="backbone registry name")] = "vigil-tiny",
     quick: Annotated[bool, typer.Option(help="reduced run (fewer cameras and frames)")] = False,
-    mode: Annotated[SemanticMode, typer.Option(help="semantic stream on whole frames or on detector crops")] = SemanticMode.frame,
+    mode: Annotated[SemanticMode, typer.Option(help="semantic stream on whole frames, detector crops or both")] = SemanticMode.frame_object,
+    split: Annotated[SynthCitySplit, typer.Option(help="eval: the benchmark's cameras; dev: cameras for design choices")] = SynthCitySplit.eval,
 ) -> None:
     """Zero-shot benchmark on held-out SynthCity cameras: semantic, predictive and fused AUC."""
     from services.eval.synthcity import run_synthcity_eval
 
     _settings(None)
-    res = run_synthcity_eval(json_out, quick=quick, backbone=backbone, mode=mode.value)
+    res = run_synthcity_eval(json_out, quick=quick, backbone=backbone, mode=mode.value, split=split.value)
     typer.echo(json.dumps({k: res[k] for k in ("auc_semantic", "auc_predictive", "auc_fused") if k in res}, indent=2))
 
 

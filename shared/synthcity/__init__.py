@@ -15,7 +15,8 @@ campus walkway.
     clip.frames, clip.labels, clip.types, clip.captions
 
 Seeds: the layout and camera geometry are a function of the seed, so training and
-evaluation use disjoint seed ranges (``TRAIN_SEEDS``, ``EVAL_SEEDS``).
+evaluation use disjoint seed ranges (``TRAIN_SEEDS``, ``EVAL_SEEDS``), and choices of the
+model's design are made on a third (``DEV_SEEDS``), never on the benchmark's cameras.
 """
 
 from .events import PHRASES
@@ -24,8 +25,9 @@ from .scenes import ANOMALY_TYPES, SCENE_RULES, SCENES, SceneRule
 
 TRAIN_SEEDS = range(0, 100_000)  # layouts/cameras vigil-tiny may train on
 EVAL_SEEDS = range(1_000_000, 1_100_000)  # held out: benchmark layouts/cameras
+DEV_SEEDS = range(500_000, 600_000)  # held out from both: design choices (modes, heads) are made here
 
 __all__ = [
     "SCENES", "ANOMALY_TYPES", "SCENE_RULES", "SceneRule", "PHRASES", "SynthCamera", "render_clip", "run_world",
-    "Clip", "FrameInfo", "AnomalySpec", "World", "ObjectCaption", "object_captions", "TRAIN_SEEDS", "EVAL_SEEDS",
+    "Clip", "FrameInfo", "AnomalySpec", "World", "ObjectCaption", "object_captions", "TRAIN_SEEDS", "EVAL_SEEDS", "DEV_SEEDS",
 ]

@@ -21,7 +21,7 @@ def test_object_head_is_the_best_crop_per_frame():
     ps = prompt_set_for("campus_walkway")
     rng = np.random.default_rng(0)
     encs = [_segment(rng, [2, 1, 3, 1]), _segment(rng, [1, 0, 2, 4]), _segment(rng, [0, 3, 1, 1])]
-    scores = _semantic_head(model, encs, ps, n_normal_frames=4)
+    scores = _semantic_head(model, encs, ps, n_normal_frames=4, on="crops")
     assert scores.shape == (12,)
 
     text = model.text_embeddings(ps)["text"].numpy().astype(np.float64)
@@ -39,4 +39,4 @@ def test_object_head_needs_detections_in_the_normal_period():
     rng = np.random.default_rng(1)
     encs = [_segment(rng, [0, 0, 0, 0]), _segment(rng, [1, 1, 1, 1])]
     with pytest.raises(ValueError, match="normal period"):
-        _semantic_head(model, encs, prompt_set_for("plaza"), n_normal_frames=4)
+        _semantic_head(model, encs, prompt_set_for("plaza"), n_normal_frames=4, on="crops")
