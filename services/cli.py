@@ -426,12 +426,13 @@ def train_tiny_cmd(
     seed: int = 0,
     steps: Annotated[int, typer.Option(min=1)] = 300,
     threads: Annotated[int, typer.Option(min=1)] = 2,
+    crop_steps: Annotated[int, typer.Option(min=0, help="stage 2 on detector crops (0 skips it)")] = 3000,
 ) -> None:
-    """Train vigil-tiny, the offline CLIP, contrastively on SynthCity frames and captions."""
+    """Train vigil-tiny, the offline CLIP, contrastively on SynthCity frames and captions, then crops."""
     from services.trainer.tiny_clip import train_tiny_clip
 
     _settings(None)
-    info = train_tiny_clip(out, seed=seed, steps=steps, threads=threads)
+    info = train_tiny_clip(out, seed=seed, steps=steps, threads=threads, crop_steps=crop_steps)
     typer.echo(json.dumps(info, indent=2, default=str))
 
 

@@ -92,8 +92,9 @@ class ScoreCalibration:
 
     def probability(self, raw: np.ndarray | Tensor | float, steepness: float = 4.0) -> np.ndarray:
         """Logistic squash of :meth:`normalise` into (0, 1); 0.5 at the 99th percentile of normal."""
-        z = self.normalise(raw)
-        return 1.0 / (1.0 + np.exp(-steepness * (z - 1.0)))
+        from scipy.special import expit  # the logistic without overflow for far-out errors
+
+        return expit(steepness * (self.normalise(raw) - 1.0))
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
