@@ -4,7 +4,7 @@ a frame scores as its best crop, a frame without detections scores 0."""
 import numpy as np
 import pytest
 
-from services.eval.synthcity import _semantic_head, normal_period_head, prompt_set_for
+from services.eval.synthcity import _auc, _semantic_head, normal_period_head, prompt_set_for
 from vigil.model.anomaly import AnomalyModel, EncodedSegment
 
 
@@ -40,3 +40,23 @@ def test_object_head_needs_detections_in_the_normal_period():
     encs = [_segment(rng, [0, 0, 0, 0]), _segment(rng, [1, 1, 1, 1])]
     with pytest.raises(ValueError, match="normal period"):
         _semantic_head(model, encs, prompt_set_for("plaza"), n_normal_frames=4, on="crops")
+
+
+def test_camera_bootstrap_interval():
+    from services.eval.synthcity import camera_bootstrap_ci
+
+    rng = np.random.default_rng(2)
+    ys = [np.r_[np.zeros(20), np.ones(10)] for _ in range(8)]
+    assert camera_bootstrap_ci(ys, [y + 0.1 * rng.random(len(y)) for y in ys]) == [1.0, 1.0]  # separable everywhere
+    noise = [rng.random(len(y)) for y in ys]
+    lo, hi = camera_bootstrap_ci(ys, noise)
+    point = _auc(np.concatenate(ys), np.concatenate(noise))
+    assert lo < point < hi and hi - lo < 0.3  # around the pooled AUC, not degenerate
+
+
+@pytest.mark.parametrize("kw, word", [({"mode": "objects"}, "mode"), ({"split": "test"}, "split")])
+def test_a_wrong_mode_or_split_is_named(kw, word):
+    from services.eval.synthcity import run_synthcity_eval
+
+    with pytest.raises(ValueError, match=word):
+        run_synthcity_eval(backbone="vigil-micro", progress=False, **kw)
