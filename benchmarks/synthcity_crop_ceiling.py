@@ -58,10 +58,11 @@ def build(work: Path, cameras_per_scene: int, n_frames: int = 160, seed: int = 0
 
 
 def train(work: Path, steps: int, lr: float = 5e-4, batch: int = 64, seed: int = 0) -> dict:
+    """The committed vigil-tiny fine-tuned on the crops alone, half of each batch abnormal."""
     import open_clip
     import torch
 
-    from services.trainer.tiny_clip import MODEL, clip_optimizer, clip_step, cosine_lr
+    from services.trainer.tiny_clip import MODEL, train_stage
     from vigil.model.backbones import CONFIG_DIR
 
     torch.set_num_threads(2)
@@ -75,26 +76,17 @@ def train(work: Path, steps: int, lr: float = 5e-4, batch: int = 64, seed: int =
     vocab = sorted(set(caps.tolist()))
     tokens = open_clip.get_tokenizer(MODEL)(vocab)
     ids = np.searchsorted(np.array(vocab), caps)
-    opt = clip_optimizer(model, lr, 0.1)
-    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     rng = np.random.default_rng([seed, 202])
     pos, neg = np.flatnonzero(abn), np.flatnonzero(~abn)
-    model.train()
-    t0, losses = time.time(), []
-    for step in range(steps):
+
+    def crop_batch():
         idx = np.concatenate([rng.choice(pos, batch // 2, replace=False), rng.choice(neg, batch // 2, replace=False)])
-        x = torch.from_numpy(crops[idx]).permute(0, 3, 1, 2).float().div_(255.0)
-        if rng.random() < 0.5:
-            x = x.flip(3)
-        if rng.random() < 0.5:
-            x = (x * float(rng.uniform(0.75, 1.2)) + float(rng.uniform(-0.06, 0.06))).clamp_(0, 1)
-        for g in opt.param_groups:
-            g["lr"] = cosine_lr(step, steps, 30, lr)
-        loss, _ = clip_step(model, opt, (x - mean) / std, tokens[torch.from_numpy(ids[idx])], ids[idx])
-        losses.append(loss)
-        if step % 200 == 0 or step == steps - 1:
-            print(f"train: step {step} loss {np.mean(losses[-50:]):.3f} ({time.time() - t0:.0f} s)", flush=True)
+        return (crops[idx][:, :, ::-1] if rng.random() < 0.5 else crops[idx]), ids[idx]  # mirrored half the time
+
+    model.train()
+    t0 = time.time()
+    losses = train_stage(model, crop_batch, tokens, rng, steps=steps, lr=lr, warmup=30, weight_decay=0.1,
+                         desc="train vigil-tiny on crops")
     torch.save({k: v.detach().half() if v.is_floating_point() else v for k, v in model.eval().state_dict().items()},
                work / "vigil-tiny-crops.pt")
     return {"steps": steps, "lr": lr, "batch": batch, "final_loss": round(float(np.mean(losses[-50:])), 3),

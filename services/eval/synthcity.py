@@ -164,7 +164,7 @@ def _semantic_scores(model, encs, ps, n_normal_frames: int, mode: str) -> dict[s
 
     heads = {}
     for name, on in (("frame", "frames"), ("object", "crops")):
-        if name in mode:
+        if name in mode.split("+"):
             raw = _semantic_head(model, encs, ps, n_normal_frames, on)
             heads[name] = fit_calibration(raw[:n_normal_frames]).probability(raw)
     heads["semantic"] = np.mean([heads[k] for k in ("frame", "object") if k in heads], axis=0)

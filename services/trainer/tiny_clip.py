@@ -104,6 +104,33 @@ def clip_step(model, opt, images, tokens, text_ids: np.ndarray) -> tuple[float, 
     return float(loss.detach()), float(scale.detach())
 
 
+def train_stage(model, batch, tokens, rng: np.random.Generator, *, steps: int, lr: float, warmup: int,
+                weight_decay: float, desc: str = "train vigil-tiny", progress: bool = True) -> list[float]:
+    """``steps`` optimiser steps on ``batch()`` → (uint8 pixels ``[B, S, S, 3]``, text ids into
+    ``tokens``), with brightness/contrast jitter, a fresh optimiser and a warm-up + cosine
+    schedule. Returns the loss of every step."""
+    import open_clip
+    import torch
+    from tqdm import tqdm
+
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    opt = clip_optimizer(model, lr, weight_decay)
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress)
+    for step in bar:
+        pixels, tid = batch()
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float().div_(255.0)
+        if rng.random() < 0.5:  # brightness / contrast jitter
+            x = (x * float(rng.uniform(0.75, 1.2)) + float(rng.uniform(-0.06, 0.06))).clamp_(0, 1)
+        for g in opt.param_groups:
+            g["lr"] = cosine_lr(step, steps, warmup, lr)
+        loss, scale = clip_step(model, opt, (x - mean) / std, tokens[torch.from_numpy(tid)], tid)
+        losses.append(loss)
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{scale:.1f}")
+    return losses
+
+
 def render_training_set(*, seed: int, cameras_per_scene: int, frames_per_clip: int, stride: int, image_size: int,
                         width: int = 320, height: int = 240, progress: bool = True):
     """Frames (uint8 ``[N, S, S, 3]``, already resized like ``Backbone.preprocess_frames``),
@@ -233,7 +260,6 @@ def train_tiny_clip(
     """
     import open_clip
     import torch
-    from tqdm import tqdm
 
     from vigil.model.backbones import CONFIG_DIR
 
@@ -262,8 +288,6 @@ def train_tiny_clip(
     torch.manual_seed(seed)
     model = open_clip.create_model(MODEL, pretrained=None)
     model.train()
-    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     rng = np.random.default_rng([seed, 202])
 
     def frame_batch(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -271,20 +295,8 @@ def train_tiny_clip(
         return images[idx], np.array([view_ids[i][int(rng.integers(len(view_ids[i])))] for i in idx])
 
     def run_stage(name: str, n_steps: int, stage_lr: float, stage_warmup: int, batch) -> list[float]:
-        opt = clip_optimizer(model, stage_lr, weight_decay)
-        losses: list[float] = []
-        bar = tqdm(range(n_steps), desc=f"train vigil-tiny ({name})", disable=not progress)
-        for step in bar:
-            pixels, tid = batch()
-            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0)
-            if rng.random() < 0.5:  # brightness / contrast jitter
-                x = (x * float(rng.uniform(0.75, 1.2)) + float(rng.uniform(-0.06, 0.06))).clamp_(0, 1)
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, n_steps, stage_warmup, stage_lr)
-            loss, scale = clip_step(model, opt, (x - mean) / std, tokens[torch.from_numpy(tid)], tid)
-            losses.append(loss)
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", T=f"{scale:.1f}")
-        return losses
+        return train_stage(model, batch, tokens, rng, steps=n_steps, lr=stage_lr, warmup=stage_warmup,
+                           weight_decay=weight_decay, desc=f"train vigil-tiny ({name})", progress=progress)
 
     losses = run_stage("frames", steps, lr, warmup, lambda: frame_batch(batch_size))
     crop_losses: list[float] = []
