@@ -36,7 +36,8 @@ def measure(root: Path, holdout_every: int = 8, progress: bool = True) -> dict:
 
     from services.trainer.normality import detect_clips, load_grey_frames, split_holdout
     from vigil.datasets.ucsd import UCSD_FPS, read_ucsd
-    from vigil.model.dpc import NormalityConfig, _DIS_PRESETS, box_speed, frame_flow
+    from vigil.model.normality import NormalityConfig
+    from vigil.model.tubes import _DIS_PRESETS, box_speed, frame_flow
 
     cv2.setNumThreads(1)
     cfg = NormalityConfig()

@@ -160,7 +160,7 @@ def _semantic_scores(model, encs, ps, n_normal_frames: int, mode: str) -> dict[s
     """Calibrated semantic score per frame in ``mode`` (see :data:`MODES`) under ``"semantic"``,
     and the heads it combines (``"frame"``, ``"object"``); each head's calibration (median/q99
     logistic) is fitted on the normal period, like ``s_pred``'s."""
-    from vigil.model.dpc import fit_calibration
+    from vigil.model.calibration import fit_calibration
 
     heads = {}
     for name, on in (("frame", "frames"), ("object", "crops")):
@@ -227,8 +227,8 @@ def run_synthcity_eval(
     import torch
     from tqdm import tqdm
 
-    from vigil.model.anomaly import AnomalyModel, CameraState
-    from vigil.model.dpc import fit_calibration
+    from vigil.model.anomaly import AnomalyModel, SegmentHistory
+    from vigil.model.calibration import fit_calibration
     from vigil.synthcity import DEV_SEEDS, EVAL_SEEDS, SCENE_RULES, SCENES, render_clip
 
     from services.trainer.tiny_clip import CROP_DETECTOR

@@ -1,6 +1,7 @@
 """`vigil eval ucsd|avenue|shanghaitech`: train on a dataset's normal clips (or load a
-checkpoint), score every test frame with the live scorer (:func:`vigil.model.dpc.score_segment`,
-segment by segment, with the camera state carried along), and write the frame-level metrics.
+checkpoint), score every test frame with the served detector — the very Detect → Encode →
+Score functions the Serve deployments call (:mod:`vigil.model.stages`), segment by segment,
+with the camera state carried along — and write the frame-level metrics.
 
 - ``auc``: pooled frame-level ROC AUC over all test frames, on the scores exactly as the
   live scorer emits them (no per-video normalisation — a live camera cannot do that).
@@ -22,8 +23,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from itertools import islice
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -50,18 +50,17 @@ def frame_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) ->
     }
 
 
-def score_clip(model, frames: Iterable[np.ndarray], fps: float, segment_frames: int = 16) -> np.ndarray:
-    """Scores of every frame of one clip (an array ``[T, H, W, 3]`` or an iterator of frames),
-    fed to the live scorer as consecutive segments."""
-    from vigil.model.dpc import new_scoring_state, score_segment
+DEFAULT_ZERO_SHOT = "vigil-tiny"  # the served default backbone (services/scoring/serve_config.yaml)
+ALL_STREAMS = ("semantic", "predictive", "objects")
 
-    state = new_scoring_state(model, fps)
-    out = []
-    it = iter(frames)
-    while segment := list(islice(it, segment_frames)):
-        scores, state = score_segment(model, np.stack(segment), state)
-        out.append(scores)
-    return np.concatenate(out)
+
+def zero_shot_model(backbone: str | None):
+    """The served zero-shot model for ``backbone`` (None: no zero-shot streams)."""
+    if not backbone:
+        return None
+    from vigil.model.anomaly import AnomalyModel
+
+    return AnomalyModel.create(backbone)
 
 
 def run_dataset_eval(
@@ -81,6 +80,7 @@ def run_dataset_eval(
     progress: bool = True,
     threads: int | None = 1,
     dataset: str = "ucsd",
+    backbone: str | None = DEFAULT_ZERO_SHOT,
 ) -> dict[str, Any]:
     """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns the metrics
     and writes them to ``json_out`` when given.
@@ -91,11 +91,14 @@ def run_dataset_eval(
     folder by default). ``clips`` names a subset of test clips. ``ablation`` also scores
     the same model with each stream alone and with the fixed (even) gate. ``fps``: the
     footage's frame rate (default: the dataset's own, e.g. 10 for UCSD, 25 for Avenue).
+    ``backbone``: the zero-shot model served beside the camera's normality (the served
+    default); None scores the object streams alone.
     """
     import torch
 
     from services.trainer.normality import train_normal
-    from vigil.model.dpc import NormalityModel
+    from vigil.model.normality import NormalityModel
+    from vigil.model.stages import score_clip
 
     if threads:
         torch.set_num_threads(threads)
@@ -112,6 +115,7 @@ def run_dataset_eval(
             raise ValueError(f"no test clip of {root} is named in {sorted(wanted)}")
     train_seconds = None
     tmp = None
+    zero_shot = zero_shot_model(backbone)
     if checkpoint is None:
         training = read(root, "training")
         if train_clips is not None:
@@ -123,7 +127,7 @@ def run_dataset_eval(
         t0 = time.perf_counter()
         checkpoint = train_normal(
             [c.source for c in training], work_dir, fps=fps, seed=seed, config=config,
-            progress=progress, threads=threads, **kwargs,
+            progress=progress, threads=threads, zero_shot=zero_shot, **kwargs,
         )
         train_seconds = time.perf_counter() - t0
     model = NormalityModel.load(checkpoint)
@@ -132,16 +136,23 @@ def run_dataset_eval(
         train_seconds = meta.get("train_seconds")
 
     base = (list(model.config.streams), model.config.gate)
-    variants: dict[str, tuple[list[str], str]] = {"main": base}
-    if ablation and len(base[0]) > 1:
-        variants.update({f"{k}_only": ([k], base[1]) for k in base[0]})
-        variants["fixed_gate"] = (base[0], "fixed")
+    served = ALL_STREAMS if zero_shot is not None else ("objects",)
+    # name: (served streams, object sub-streams, object gate)
+    variants: dict[str, tuple[tuple[str, ...], list[str], str]] = {"main": (served, base[0], base[1])}
+    if ablation:
+        variants["objects_only"] = (("objects",), base[0], base[1])
+        if zero_shot is not None:
+            variants["zero_shot_only"] = (("semantic", "predictive"), base[0], base[1])
+        if len(base[0]) > 1:
+            variants.update({f"{k}_only": (("objects",), [k], base[1]) for k in base[0]})
+            variants["fixed_gate"] = (("objects",), base[0], "fixed")
     labels = [c.labels for c in test]
     result: dict[str, Any] = {}
-    for name, (streams, gate) in variants.items():
-        model.config.streams, model.config.gate = streams, gate
+    for name, (streams, sub, gate) in variants.items():
+        model.config.streams, model.config.gate = sub, gate
         t0 = time.perf_counter()
-        scores = [score_clip(model, c.iter_frames(), fps, segment_frames) for c in test]
+        scores = [score_clip(zero_shot, model, c.iter_frames(), fps, model.config, segment_frames=segment_frames,
+                             streams=streams) for c in test]
         seconds = time.perf_counter() - t0
         m = frame_metrics(scores, labels)
         if name == "main":
@@ -155,6 +166,7 @@ def run_dataset_eval(
                 per_clip[c.name] = entry
             result = {
                 "dataset": root.name,
+                "path": "offline",
                 **m,
                 "frames": int(sum(len(s) for s in scores)),
                 "train_seconds": train_seconds,
@@ -162,12 +174,15 @@ def run_dataset_eval(
                 "per_clip": per_clip,
                 "segment_frames": segment_frames,
                 "fps": fps,
+                "streams": list(streams),
+                "model_version": "+".join(
+                    ([zero_shot.version] if zero_shot is not None else []) + [f"normality:{model.version}"]),
                 "checkpoint_meta": {k: v for k, v in meta.items() if k != "clips"},
                 "config": model.config.model_dump(),
                 "scores": {c.name: [round(float(x), 5) for x in s] for c, s in zip(test, scores)},
             }
         else:
-            result.setdefault("ablation", {})[name] = {"streams": streams, "gate": gate, **m}
+            result.setdefault("ablation", {})[name] = {"streams": list(streams), "object_streams": sub, "gate": gate, **m}
     model.config.streams, model.config.gate = base
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)

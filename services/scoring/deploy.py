@@ -53,7 +53,6 @@ def deploy_scoring_app(settings: Settings, *, heads: str | None = None, streams:
                        user_config: dict[str, Any] | None = None, mode: str | None = None,
                        timeout_s: float = 300.0):
     """(Re)deploy the app on the running Ray cluster; returns the ingress handle once it is RUNNING."""
-    from ray import serve
     from ray.serve.api import _run  # serve.run without its unbounded wait (see below)
 
     from .serve_app import build_app
@@ -111,29 +110,17 @@ def get_scoring_handle(settings: Settings):
 
 
 def handle_score_fn(handle: Any, timeout_s: float = 120.0):
-    """Adapt the ingress handle to the worker's ``score_fn(frames, state, prompt_set, camera_id)``.
+    """Adapt the ingress handle to the worker's
+    ``score_fn(frames, state, prompt_set, camera_id, detector_state, fps)``: one Serve call per
+    segment (Detect → Encode → Score inside the app); the result carries the camera's new
+    score state and detector state."""
 
-    ``score.encode_ahead(frames)`` starts Detect + Encode at once and returns the pending
-    response; ``score(..., encoded=response)`` then only runs Score, straight on the Score
-    deployment (the encoding goes replica to replica by reference, never through this process).
-    The worker encodes every prefetched segment ahead, so the encoder always has a queue
-    while a camera's previous segment is still being scored and stored.
-    """
-    from ray import serve
-
-    scorer = serve.get_deployment_handle("Score", app_name=handle.app_name)
-
-    def score(frames, state, prompt_set, camera_id=None, encoded=None):  # noqa: ANN001, ANN202
-        if encoded is None:
-            return handle.score_segment.remote(frames, state, prompt_set, camera_id).result(timeout_s=timeout_s)
-        return scorer.score.remote(encoded, state, prompt_set, camera_id).result(timeout_s=timeout_s)
-
-    def encode_ahead(frames):  # noqa: ANN001, ANN202
-        return handle.encode_segment.remote(frames)
+    def score(frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001, ANN202
+        return handle.score_segment.remote(frames, state, prompt_set, camera_id, detector_state, fps).result(
+            timeout_s=timeout_s)
 
     def stats():  # noqa: ANN202  Encode's batch sizes since the last call (the worker exports them)
         return handle.encoder_stats.remote().result(timeout_s=30)
 
-    score.encode_ahead = encode_ahead  # type: ignore[attr-defined]
     score.stats = stats  # type: ignore[attr-defined]
     return score

@@ -1,16 +1,20 @@
 """The Ray Serve scoring application: Detect (CPU) → Encode (batched) → Score, behind one ingress.
 
-One request is one whole segment (never a frame): Serve's per-request overhead is
-amortised over T frames. Every deployment is stateless; a camera's state travels with the
-request and comes back with the result (the Kafka partition owner keeps it).
+The three deployments run the three stages of the served detector, the functions of
+:mod:`vigil.model.stages` that ``vigil eval`` calls in-process: what is measured is what a
+camera runs. One request is one whole segment (never a frame): Serve's per-request overhead
+is amortised over T frames. Every deployment is stateless; a camera's state travels with the
+request and comes back with the result (the Kafka partition owner keeps it): the detector
+state (recent frames, flows, background; in memory) and the score state (JSON, in SQL).
 
-- ``Detect`` (CPU only): object-centric mode's boxes, a fresh detector per segment (so the
-  result does not depend on which replica saw which segment before).
+- ``Detect`` (CPU only): boxes from the camera's own running background, optical flow and
+  object tubes whose context reaches into the camera's previous segment.
 - ``Encode``: the backbone, ``@serve.batch``; GPUs, replicas, batch size and batch wait come
   from configuration; batch size and wait can change live (``user_config``).
-- ``Score``: heads (semantic prompts, forecaster, gate) and thresholds; ``reconfigure()``
-  swaps prompts, thresholds and heads in place — the new model is built beside the old one
-  and swapped in one assignment, so a request is scored by either, never dropped.
+- ``Score``: every stream (semantic prompts, forecaster, gate; the camera's object normality
+  when it has a trained version) and thresholds; ``reconfigure()`` swaps prompts, thresholds,
+  heads and per-camera normality versions in place — the new model is built beside the old
+  one and swapped in one assignment, so a request is scored by either, never dropped.
 
 Deploy from Python with :func:`build_app` (see ``deploy.py``) or with ``serve deploy
 services/scoring/serve_config.yaml`` (import path ``services.scoring.serve_app:app``).
@@ -37,6 +41,17 @@ log = logging.getLogger(__name__)
 SERVE_CONFIG = Path(__file__).with_name("serve_config.yaml")
 
 
+def _load_normality(ref: str, camera_id: str):
+    """A camera's object-normality version from its checkpoint (a ``normality.pt``)."""
+    from vigil.model.normality import NormalityModel
+
+    path = Path(ref.removeprefix("file:"))
+    if not path.is_file():
+        raise FileNotFoundError(f"normality version for camera {camera_id!r}: no checkpoint at {ref!r}; "
+                                f"train one with `vigil train-normal` and give its normality.pt")
+    return NormalityModel.load(path)
+
+
 def _load_model(backbone: str, heads: str | None, streams: list[str] | None, threads: int | None,
                 mode: str | None = None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -54,32 +69,35 @@ def _load_model(backbone: str, heads: str | None, streams: list[str] | None, thr
     return AnomalyModel.create(backbone, **kw)
 
 
-class _FixedBoxes:
-    """A detector that returns boxes found elsewhere (by the Detect deployment)."""
+def geometry_config(detector: dict[str, Any] | None = None, objects: dict[str, Any] | None = None):
+    """The object geometry Detect serves (detector, tubes, work size): the normality defaults
+    with the app's overrides; a camera's normality version must have been trained on the same."""
+    from vigil.model.normality import NormalityConfig
 
-    def __init__(self, boxes: list[list[tuple[int, int, int, int]]]) -> None:
-        self.boxes = boxes
-
-    def detect(self, frames: np.ndarray) -> list[list[tuple[int, int, int, int]]]:
-        return self.boxes
+    cfg = dict(objects or {})
+    if detector:
+        cfg["detector"] = dict(detector)
+    return NormalityConfig(**cfg)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class Detect:
-    """Object detector for object-centric mode; CPU only, no weights for ``motion``."""
+    """The Detect stage (:func:`vigil.model.stages.detect`); CPU only, no weights for ``motion``."""
 
     def __init__(self, detector: dict[str, Any] | None = None) -> None:
         pin_serve_replicas_to_loopback()
-        self.config = detector or {"type": "motion"}
+        self.geometry = geometry_config(detector)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        if user_config.get("detector"):
-            self.config = dict(user_config["detector"])
+        if user_config.get("detector") or user_config.get("objects"):
+            self.geometry = geometry_config(user_config.get("detector"), user_config.get("objects"))
 
-    def detect(self, frames: np.ndarray) -> list[list[tuple[int, int, int, int]]]:
-        from vigil.model.detectors import build_detector
+    def detect(self, frames: np.ndarray, state: Any = None, fps: float | None = None,
+               objects: bool = True) -> tuple[Any, Any]:
+        """(Observation, the camera's new detector state); ``objects=False``: boxes only (no flow, no tubes)."""
+        from vigil.model import stages
 
-        return build_detector(self.config).detect(frames)
+        return stages.detect(frames, state, self.geometry, fps=fps or 4.0, tubes=objects)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
@@ -109,17 +127,18 @@ class Encode:
         t0, c0 = time.perf_counter(), time.thread_time()
         # One forward per segment inside the batch: the result must not depend on which other
         # cameras happened to share the batch (deterministic scores, identical events on replay).
-        out = [self.encode_one(frames, boxes) for frames, boxes in items]
+        out = [self.encode_one(frames, obs) for frames, obs in items]
         with self._lock:
             self.batch_sizes.append(len(items))
             self.busy_s += time.perf_counter() - t0
             self.busy_cpu_s += time.thread_time() - c0  # < busy_s when the forward waits for a core
         return out
 
-    def encode_one(self, frames: np.ndarray, boxes: list | None = None) -> Any:
-        """One segment (uint8 ``[T, H, W, 3]``), with Detect's boxes in object mode."""
-        dets = None if boxes is None else [_FixedBoxes(boxes)]
-        return self.model.encode_frames([frames], detectors=dets)[0]
+    def encode_one(self, frames: np.ndarray, obs: Any = None) -> Any:
+        """One segment (uint8 ``[T, H, W, 3]``) with Detect's observation (:func:`vigil.model.stages.encode`)."""
+        from vigil.model import stages
+
+        return stages.encode(self.model, frames, obs)
 
     def stats(self) -> dict[str, Any]:
         """Batch sizes formed since the last call and the seconds spent encoding (then reset)."""
@@ -145,10 +164,13 @@ class Score:
         self.model = _load_model(backbone, heads, streams, torch_threads, mode)
         self.prompt_sets: dict[str, Any] = {}
         self.thresholds: dict[str, float] = {}
+        self.normality: dict[str, Any] = {}  # camera id -> its NormalityModel
+        self.normality_refs: dict[str, str] = {}
         self.generation = 0
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """``{"heads": path|None, "prompt_sets": {name: PromptSet}, "thresholds": {camera|"default": x}}``.
+        """``{"heads": path|None, "prompt_sets": {name: PromptSet}, "thresholds": {camera|"default": x},
+        "normality": {camera: checkpoint}}``.
 
         Everything new is built first and swapped in by assignment: a request in flight
         finishes on the old objects, the next one uses the new ones.
@@ -164,7 +186,11 @@ class Score:
         for k, v in thresholds.items():
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"threshold for {k!r} must lie in [0, 1], got {v}")
+        refs = {str(k): str(v) for k, v in (user_config.get("normality") or {}).items() if v}
+        normality = {cam: self.normality[cam] if self.normality_refs.get(cam) == ref else _load_normality(ref, cam)
+                     for cam, ref in refs.items()}
         self.model, self.heads, self.prompt_sets, self.thresholds = model, heads, prompt_sets, thresholds
+        self.normality, self.normality_refs = normality, refs
         self.generation += 1
 
     def _prompt_set(self, name: str | None):
@@ -178,52 +204,47 @@ class Score:
         return ps
 
     def score(self, enc: Any, state: dict[str, Any] | None, prompt_set: str | None,
-              camera_id: str | None = None) -> dict[str, Any]:
-        from vigil.model.anomaly import CameraState
+              camera_id: str | None = None, obs: Any = None, fps: float | None = None) -> dict[str, Any]:
+        """The Score stage (:func:`vigil.model.stages.score`) for one camera's segment."""
+        from vigil.model import stages
 
-        model = self.model  # one model for the whole request, whatever reconfigure does meanwhile
-        cam_state = CameraState.from_dict(state) if state else CameraState.from_dict({})
-        res, new_state = model.score(enc, cam_state, self._prompt_set(prompt_set))
-        thr = self.thresholds.get(camera_id or "", self.thresholds.get("default"))
-        return {
-            "score": float(res.score),
-            "s_sem": None if res.s_sem is None else float(res.s_sem),
-            "s_pred": None if res.s_pred is None else float(res.s_pred),
-            "gate": None if res.gate is None else float(res.gate),
-            "frame_scores": [float(x) for x in res.frame_scores],
-            "top_descriptions": [
-                {"text": t, "prob": float(p), "abnormal": bool(a)} for t, p, a in res.top_descriptions
-            ],
-            "state": new_state.to_dict(),
-            "model_version": model.version,
-            "threshold": thr,
-        }
+        # one model for the whole request, whatever reconfigure does meanwhile
+        model, normality = self.model, self.normality.get(camera_id or "")
+        res, new_state = stages.score(model, normality, enc, obs, state, self._prompt_set(prompt_set), fps=fps or 4.0)
+        res.pop("raw", None)
+        res["state"] = new_state
+        res["threshold"] = self.thresholds.get(camera_id or "", self.thresholds.get("default"))
+        return res
 
     def info(self) -> dict[str, Any]:
         """Which process serves and how many configs it has taken (a restart resets both)."""
         return {"pid": os.getpid(), "generation": self.generation, "thresholds": dict(self.thresholds),
-                "prompt_sets": sorted(self.prompt_sets), "model_version": self.model.version}
+                "prompt_sets": sorted(self.prompt_sets), "model_version": self.model.version,
+                "normality": {cam: m.version for cam, m in self.normality.items()}}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class Ingress:
-    def __init__(self, encoder: DeploymentHandle, scorer: DeploymentHandle,
-                 detector: DeploymentHandle | None = None) -> None:
+    def __init__(self, encoder: DeploymentHandle, scorer: DeploymentHandle, detector: DeploymentHandle) -> None:
         pin_serve_replicas_to_loopback()
         self.encoder = encoder
         self.scorer = scorer
         self.detector = detector
 
     async def score_segment(self, frames: np.ndarray, state: dict[str, Any] | None, prompt_set: str | None,
-                            camera_id: str | None = None) -> dict[str, Any]:
-        enc = await self.encode_segment(frames)
-        return await self.scorer.score.remote(enc, state, prompt_set, camera_id)
+                            camera_id: str | None = None, detector_state: Any = None,
+                            fps: float | None = None) -> dict[str, Any]:
+        """Detect → Encode → Score of one segment; the result carries both new camera states.
 
-    async def encode_segment(self, frames: np.ndarray) -> Any:
-        """Detect + Encode only. Stateless, so a client may run it ahead of the segment's turn
-        and pass the response to ``Score.score`` once the camera's previous segment is scored."""
-        boxes = await self.detector.detect.remote(frames) if self.detector is not None else None
-        return await self.encoder.encode.remote((frames, boxes))
+        Detect computes flows and tubes only for a camera that the last Score said has an
+        object-normality version (the score state names it), so zero-shot cameras pay for boxes only.
+        """
+        objects = bool(((state or {}).get("objects") or {}).get("version"))
+        obs, detector_state = await self.detector.detect.remote(frames, detector_state, fps, objects)
+        enc = await self.encoder.encode.remote((frames, obs))
+        res = await self.scorer.score.remote(enc, state, prompt_set, camera_id, obs, fps)
+        res["detector_state"] = detector_state
+        return res
 
     async def encoder_stats(self) -> dict[str, Any]:
         return await self.encoder.stats.remote()
@@ -266,7 +287,7 @@ def build_app(
     torch_threads: int | None = None,
     user_config: dict[str, Any] | None = None,
 ):
-    """The application graph. Detect is part of it only in object mode (``mode="object"``)."""
+    """The application graph: Ingress → Detect → Encode → Score."""
     # max_ongoing_requests caps the batch a replica can form: keep it well above the batch size.
     spread = {} if encoder_max_replicas_per_node is None else {"max_replicas_per_node": encoder_max_replicas_per_node}
     enc = Encode.options(
@@ -283,13 +304,11 @@ def build_app(
     )
     sc_args = (backbone, heads, streams, torch_threads, mode)
     sc = _pinned(sc, *sc_args).bind(*sc_args)
-    det = None
-    if mode == "object":
-        det = Detect.options(
-            num_replicas=detector_replicas, max_ongoing_requests=max_ongoing_requests,
-            user_config={"detector": detector or {"type": "motion"}}, ray_actor_options={"num_cpus": 0.25},
-        )
-        det = _pinned(det, detector).bind(detector)
+    det = Detect.options(
+        num_replicas=detector_replicas, max_ongoing_requests=max_ongoing_requests,
+        user_config={"detector": detector or {"type": "motion"}}, ray_actor_options={"num_cpus": 0.25},
+    )
+    det = _pinned(det, detector).bind(detector)
     ing = Ingress.options(max_ongoing_requests=4 * max_ongoing_requests, ray_actor_options={"num_cpus": 0})
     return _pinned(ing, mode).bind(enc, sc, det)
 

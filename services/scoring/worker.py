@@ -8,9 +8,10 @@ run as a pipeline with bounded in-flight work:
   alive however slow the model is); when ``max_inflight`` records are in the pipeline it
   **pauses** its partitions (backpressure, no unbounded queue) and resumes them at half.
 - Fetch + decode of a segment starts as soon as it is polled, on a small pool, so it
-  overlaps the encoding of the segments before it (prefetch, bounded by ``max_inflight``).
+  overlaps the scoring of the segments before it (prefetch, bounded by ``max_inflight``).
 - Each camera is a lane: its records are scored in order, one at a time (its state is a
-  chain); cameras run in parallel, so Serve can batch across cameras.
+  chain: Detect needs the previous segment's frames, Score its history); cameras run in
+  parallel, so Serve can batch across cameras.
 
 Delivery is at-least-once with an idempotent sink: a partition's offset is committed only
 up to its first record that is not yet durable (scored and stored, or dead-lettered), and
@@ -20,8 +21,10 @@ they are on, commits what is durable, drops the camera state (the sink is the tr
 rewinds every partition to its committed offset; what was already stored is skipped on the
 way back.
 
-The consumer that owns a camera's partition keeps the camera's state (event tracker and
-model context) in memory, loaded from the sink when first seen and dropped on rebalance.
+The consumer that owns a camera's partition keeps the camera's state in memory: the event
+tracker and score state (loaded from the sink when first seen, stored with every row) and
+the detector state (recent frames, flows, background; memory only, so after a rebalance or a
+rewind the camera's next segment starts Detect cold). All of it is dropped on rebalance.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class Poison(Exception):
 class _CameraRuntime:
     tracker: EventTracker
     model_state: dict[str, Any]
+    detector_state: Any = None  # opaque, from Detect, memory only
 
 
 @dataclass
@@ -103,7 +107,7 @@ class _Rebalance(ConsumerRebalanceListener):
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
 
-ScoreFn = Callable[..., dict[str, Any]]  # (frames, state, prompt_set, camera_id=..., encoded=...) -> result
+ScoreFn = Callable[..., dict[str, Any]]  # (frames, state, prompt_set, camera_id=, detector_state=, fps=) -> result
 
 
 def params_with_threshold(params: CameraParams, threshold: float | None) -> CameraParams:
@@ -139,7 +143,6 @@ class ScoringWorker:
         self.consumer = consumer
         self.max_inflight = max(1, max_inflight)
         self.stats_fn = stats_fn or getattr(score_fn, "stats", None)
-        self.encode_ahead = getattr(score_fn, "encode_ahead", None)  # Serve's adapter has it; fakes may not
         self.cameras: dict[str, _CameraRuntime] = {}
         self.pool = ThreadPoolExecutor(max_parallel, thread_name_prefix="score")
         self.fetch_pool = ThreadPoolExecutor(max(1, prefetch_threads), thread_name_prefix="fetch")
@@ -190,13 +193,10 @@ class ScoringWorker:
         return seg.frames
 
     def _prefetch(self, ref: SegmentRef):
-        """Runs on the fetch pool ahead of scoring: ``(frames, encoding or None)``, or None when
-        the segment is already stored. Where the scorer can encode ahead (Serve), the segment's
-        encoding starts here: it needs no camera state, only its scoring waits for the lane."""
+        """Runs on the fetch pool ahead of scoring: the frames, or None when the segment is already stored."""
         if self.sink.is_scored(ref.segment_id):
             return None
-        frames = self._fetch_frames(ref)
-        return frames, (self.encode_ahead(frames) if self.encode_ahead is not None else None)
+        return self._fetch_frames(ref)
 
     def _dead_letter(self, rec: Any, reason: str) -> None:
         dl = DeadLetter.wrap(
@@ -215,14 +215,12 @@ class ScoringWorker:
             self._dead_letter(rec, f"undecodable SegmentRef: {exc}")
             return
         try:
-            encoded = None
             if prefetched is not None:
-                got = prefetched.result()
+                frames = prefetched.result()
                 # already stored when prefetched, or since (a duplicate in the same window)
-                if got is None or self.sink.is_scored(ref.segment_id):
+                if frames is None or self.sink.is_scored(ref.segment_id):
                     metrics.DUPLICATES.inc()
                     return
-                frames, encoded = got
             else:
                 if self.sink.is_scored(ref.segment_id):
                     metrics.DUPLICATES.inc()
@@ -235,8 +233,9 @@ class ScoringWorker:
         prompt_set = params.prompt_set or self.settings.model.prompt_set
         rt = self._camera(ref.camera_id)
         t0 = time.perf_counter()
-        ahead = {} if encoded is None else {"encoded": encoded}  # plain scorers take no ``encoded``
-        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id, **ahead)
+        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id,
+                               detector_state=rt.detector_state, fps=ref.fps)
+        detector_state = result.pop("detector_state", None)
         metrics.STAGE_SECONDS.labels("score").observe(time.perf_counter() - t0)
         t0 = time.perf_counter()
         params = params_with_threshold(params, result.get("threshold"))
@@ -250,7 +249,7 @@ class ScoringWorker:
         if not self.sink.commit(ref, result, tracker, transitions, params):
             metrics.DUPLICATES.inc()
             return
-        rt.tracker, rt.model_state = tracker, result.get("state") or {}
+        rt.tracker, rt.model_state, rt.detector_state = tracker, result.get("state") or {}, detector_state
         metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - t0)
         metrics.SEGMENTS_SCORED.inc()
         metrics.FRAMES_SCORED.inc(ref.n_frames)

@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vigil.evaluation import frame_level_metrics
-from vigil.model.anomaly import AnomalyModel, CameraState
+from vigil.model.anomaly import AnomalyModel, SegmentHistory
 
 from .dataset import ClipRef, TrainingSet
 from .features import ClipFeatures
@@ -53,16 +53,16 @@ class ClipScores:
 
 def calibrated_states(
     model: AnomalyModel, ts: TrainingSet, feats: dict[str, ClipFeatures]
-) -> dict[str, CameraState | None]:
+) -> dict[str, SegmentHistory | None]:
     """Per camera, the state after calibrating ``s_pred`` on its training normal clips."""
-    out: dict[str, CameraState | None] = {}
+    out: dict[str, SegmentHistory | None] = {}
     for cam in ts.cameras:
         encs = [e for c in ts.select(split="train", source="calibration", camera=cam) for e in feats[c.clip_id].encoded()]
         out[cam] = model.calibrate(encs) if len(encs) >= 3 else None
     return out
 
 
-def score_clip(model: AnomalyModel, f: ClipFeatures, state: CameraState | None) -> ClipScores:
+def score_clip(model: AnomalyModel, f: ClipFeatures, state: SegmentHistory | None) -> ClipScores:
     n = len(f)
     score, s_sem, s_pred = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
     for i, enc in enumerate(f.encoded()):

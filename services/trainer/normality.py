@@ -1,7 +1,7 @@
 """train-normal: learn a camera's normality from normal footage only.
 
 Self-supervised DPC training (Han et al. 2019) of a from-scratch registry backbone and the
-forecaster on tubes of motion crops (:mod:`vigil.model.dpc`), then the camera's normal
+forecaster on tubes of motion crops (:mod:`vigil.model.normality`, :mod:`vigil.model.tubes`), then the camera's normal
 memory and score calibration. Seeded, with a tqdm progress bar, periodic checkpoints and
 resume from the last one.
 
@@ -25,21 +25,11 @@ import torch
 
 from vigil.datasets.base import Clip, image_files
 from vigil.model.detectors import build_detector
-from vigil.model.dpc import (
-    NormalityConfig,
-    STREAMS,
-    box_context,
-    box_speed,
-    clip_flows,
-    frame_flow,
-    NormalityModel,
-    cpc_loss,
-    crops_to_tensor,
-    fit_calibration,
-    segment_boxes,
-    tube_crops,
-    work_grey,
-)
+from vigil.model.calibration import fit_calibration
+from vigil.model.dpc import cpc_loss, forecast_error
+from vigil.model.normality import STREAMS, NormalityConfig, NormalityModel
+from vigil.model.stages import segment_boxes
+from vigil.model.tubes import box_context, box_speed, clip_flows, crops_to_tensor, frame_flow, tube_crops, work_grey
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +53,28 @@ class NormalClips:
     tube: Any = None  # the TubeConfig the flows were computed for
 
 
+def read_rgb(source: str | Path):
+    """A folder of images or a video file → its uint8 RGB frames, one at a time."""
+    source = Path(source)
+    paths = [] if source.is_file() else image_files(source)
+    return Clip(name=source.stem, source=source, frame_paths=paths).iter_frames()
+
+
 def load_grey_frames(source: str | Path, work_side: int) -> np.ndarray:
     """A folder of images or a video file → uint8 grey ``[T, h, w]`` with the longest side ≤ ``work_side``,
     converted exactly as the live scorer converts a segment (:func:`work_grey`)."""
     source = Path(source)
-    paths = [] if source.is_file() else image_files(source)
-    if not source.is_file() and not paths:
+    if not source.is_file() and not image_files(source):
         raise ValueError(f"no images in {source}")
-    clip = Clip(name=source.stem, source=source, frame_paths=paths)
-    out = [work_grey(rgb[None], work_side)[0] for rgb in clip.iter_frames()]
+    out = [work_grey(rgb[None], work_side)[0] for rgb in read_rgb(source)]
     if not out:
         raise ValueError(f"no frames in {source}")
     return np.stack(out)
 
 
 def detect_clips(cfg: NormalityConfig, greys: Sequence[np.ndarray], segment: int = 16) -> list[list[list[tuple]]]:
-    """Boxes per frame of each clip, found segment by segment with one detector per clip (as live)."""
+    """Boxes per frame of each clip, found segment by segment with one detector per clip, by the
+    served Detect stage's own box finder (:func:`vigil.model.stages.segment_boxes`)."""
     out = []
     for g in greys:
         det = build_detector(cfg.detector) if cfg.mode == "objects" else None
@@ -192,8 +188,6 @@ def fit_memory_and_calibration(
         tubes = make_tubes(clips, cfg, part, horizon=1)
         b, n = tubes.shape[:2]
         z = model.embed(tubes.reshape(b * n, *tubes.shape[2:])).reshape(b, n, -1)
-        from vigil.model.dpc import forecast_error
-
         raw["pred"].append(forecast_error(model.forecaster(z[:, :-1])[:, 0], z[:, -1]).numpy())
         exclude = None
         if same_clip is not None:
@@ -292,6 +286,43 @@ def _speeds(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
     return np.asarray(out)
 
 
+@torch.no_grad()
+def calibrate_served(model: NormalityModel, sources: Sequence[str | Path], fps: float,
+                     zero_shot: Any = None, segment_frames: int = 16) -> dict[str, Any]:
+    """Put the served detector's streams on its fusion scale, measured on held-out normal clips.
+
+    Runs every clip through the served stages (:mod:`vigil.model.stages`: detect → encode →
+    score, one cold camera per clip) and fits, on what they emit before the squash, the
+    calibration of the smoothed object score (``fused``) and, with a ``zero_shot`` model, of its
+    segment score (``zero_shot``, tied to that model's version): 0.5 on the fusion scale is then
+    the 99th percentile of this camera's normal footage for each.
+    """
+    from itertools import islice
+
+    from vigil.model import stages
+
+    objects, zs = [], []
+    for src in sources:
+        det_state = stages.new_detector_state(model.config, fps)
+        state: dict[str, Any] = {}
+        it = read_rgb(src)
+        while seg := list(islice(it, segment_frames)):
+            frames = np.stack(seg)
+            obs, det_state = stages.detect(frames, det_state, model.config)
+            enc = stages.encode(zero_shot, frames, obs) if zero_shot is not None else None
+            res, state = stages.score(zero_shot, model, enc, obs, state, fps=fps)
+            objects.extend(res["raw"]["objects"] or [])
+            if res["raw"]["zero_shot"] is not None:
+                zs.append(res["raw"]["zero_shot"])
+    model.calibration[stages.FUSED] = fit_calibration(objects)
+    info: dict[str, Any] = {"served_calibration_frames": len(objects)}
+    if zero_shot is not None and len(zs) >= 2:
+        model.calibration[stages.ZERO_SHOT] = fit_calibration(zs)
+        model.zero_shot_version = zero_shot.version
+        info.update(zero_shot_version=zero_shot.version, zero_shot_calibration_segments=len(zs))
+    return info
+
+
 def train_normal(
     frames_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -307,6 +338,7 @@ def train_normal(
     progress: bool = True,
     checkpoint_every: int = 200,
     threads: int | None = 1,
+    zero_shot: Any = None,
 ) -> Path:
     """Train a camera's normality model on normal clips (folders of frames or video files); returns the checkpoint path.
 
@@ -314,6 +346,10 @@ def train_normal(
     saved to ``out_dir/train_state.pt`` every ``checkpoint_every`` steps and resumed from
     there when ``resume``; the final model (encoder, forecaster, memory, calibration) goes
     to ``out_dir/normality.pt``. Same inputs and seed → same model.
+
+    ``zero_shot``: the served zero-shot model (an :class:`~vigil.model.anomaly.AnomalyModel`),
+    whose segment score is calibrated on the same held-out clips so the Score stage can fuse
+    it with the object score on one scale (:func:`calibrate_served`).
 
     ``threads``: torch intra-op threads (``None`` = torch's default). One is the default
     because on a shared small CPU several spinning intra-op threads were measured to run a
@@ -411,6 +447,7 @@ def train_normal(
     fit_info = fit_memory_and_calibration(model, clips, train_idx, cal_idx, rng)
     if cfg.gate == "context":
         fit_info.update(fit_gate(model, clips, cal_idx or train_idx, rng))
+    fit_info.update(calibrate_served(model, [frames_dirs[i] for i in (cal_idx or train_idx)], fps, zero_shot))
     train_seconds = time.perf_counter() - t_start
     meta = {
         "clips": clips.names,

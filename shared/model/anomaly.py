@@ -5,7 +5,7 @@
     model = AnomalyModel.create("vigil-micro")            # zero-shot, no trained heads
     x = model.preprocess(frames)                          # uint8 [T,H,W,3] -> [T,3,S,S]
     enc = model.encode(x[None])[0]                        # EncodedSegment
-    result, state = model.score(enc, state)               # SegmentResult, new CameraState
+    result, state = model.score(enc, state)               # SegmentResult, new SegmentHistory
 
 Streams (each switchable, for ablations):
 
@@ -85,7 +85,7 @@ class EncodedSegment:
 
 
 @dataclass
-class CameraState:
+class SegmentHistory:
     history: list[list[float]] = field(default_factory=list)  # last N segment embeddings
     global_emb: list[float] | None = None  # running mean embedding of the camera
     pred_calib: dict = field(default_factory=dict)  # warm-up raw errors, then ScoreCalibration fields
@@ -100,7 +100,7 @@ class CameraState:
         }
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> CameraState:
+    def from_dict(cls, d: dict | None) -> SegmentHistory:
         if not d:
             return cls()
         return cls(
@@ -306,7 +306,8 @@ class AnomalyModel(nn.Module):
         return [EncodedSegment(frame_emb=frame_np[i], seg_emb=seg_np[i]) for i in range(len(frame_np))]
 
     @torch.no_grad()
-    def encode_frames(self, segments: Sequence[np.ndarray], detectors: Sequence[Any] | None = None) -> list[EncodedSegment]:
+    def encode_frames(self, segments: Sequence[np.ndarray], detectors: Sequence[Any] | None = None,
+                      boxes: Sequence[list] | None = None) -> list[EncodedSegment]:
         """Raw uint8 segments ``[T, H, W, 3]`` (equal T) → encoded segments; in object mode with crops.
 
         Object mode: around each frame's boxes (at most ``max_crops``) a square with
@@ -315,7 +316,8 @@ class AnomalyModel(nn.Module):
         axis, so the temporal layers do not apply to them). ``crop_boxes`` keep the detector's
         boxes, which is what an analyst sees drawn. ``detectors``
         (one per segment, e.g. per camera, for stateful background models) default to a fresh
-        detector per segment.
+        detector per segment; ``boxes`` (per segment, per frame) are boxes found already, by the
+        served Detect stage (:func:`vigil.model.stages.detect`).
         """
         batch = torch.stack([self.preprocess(s) for s in segments])
         out = self.encode(batch)
@@ -324,10 +326,13 @@ class AnomalyModel(nn.Module):
         from vigil.model.detectors import build_detector, context_box
 
         for i, frames in enumerate(segments):
-            det = detectors[i] if detectors is not None else build_detector(self.config.detector)
-            boxes_per_frame = det.detect(frames)
+            if boxes is not None:
+                boxes_per_frame = boxes[i]
+            else:
+                det = detectors[i] if detectors is not None else build_detector(self.config.detector)
+                boxes_per_frame = det.detect(frames)
             h, w = frames.shape[1:3]
-            crops, idx, boxes = [], [], []
+            crops, idx, kept = [], [], []
             for t, boxes_t in enumerate(boxes_per_frame):
                 for (x0, y0, x1, y1) in list(boxes_t)[: self.config.max_crops]:
                     x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
@@ -336,13 +341,13 @@ class AnomalyModel(nn.Module):
                     cx0, cy0, cx1, cy1 = context_box((x0, y0, x1, y1), w, h, self.config.crop_context)
                     crops.append(np.ascontiguousarray(frames[t, cy0:cy1, cx0:cx1]))
                     idx.append(t)
-                    boxes.append((x0, y0, x1, y1))
+                    kept.append((x0, y0, x1, y1))
             if crops:
                 x = torch.cat([self.preprocess(c[None]) for c in crops]).to(self.device)
                 emb = F.normalize(self.clip.encode_image(x).float(), dim=-1).cpu().numpy().astype(np.float32)
             else:
                 emb = np.zeros((0, self.dim), np.float32)
-            out[i].crop_emb, out[i].crop_frame, out[i].crop_boxes = emb, np.asarray(idx, np.int64), boxes
+            out[i].crop_emb, out[i].crop_frame, out[i].crop_boxes = emb, np.asarray(idx, np.int64), kept
         return out
 
     # ------------------------------------------------------------------ scoring
@@ -398,12 +403,12 @@ class AnomalyModel(nn.Module):
 
     @torch.no_grad()
     def score(
-        self, enc: EncodedSegment, state: CameraState | None, prompt_set: PromptSet | None = None
-    ) -> tuple[SegmentResult, CameraState]:
+        self, enc: EncodedSegment, state: SegmentHistory | None, prompt_set: PromptSet | None = None
+    ) -> tuple[SegmentResult, SegmentHistory]:
         """Score one encoded segment of one camera; returns the result and the camera's new state."""
         cfg = self.config
         ps = prompt_set or self.prompt_set
-        state = CameraState.from_dict(state.to_dict()) if state is not None else CameraState()
+        state = SegmentHistory.from_dict(state.to_dict()) if state is not None else SegmentHistory()
         dev = self.device
         seg = torch.from_numpy(np.asarray(enc.seg_emb, np.float32)).to(dev)
         glob = torch.tensor(state.global_emb, dtype=torch.float32, device=dev) if state.global_emb is not None else None
@@ -441,16 +446,16 @@ class AnomalyModel(nn.Module):
         return res, state
 
     @torch.no_grad()
-    def calibrate(self, normal: Sequence[EncodedSegment], state: CameraState | None = None) -> CameraState:
+    def calibrate(self, normal: Sequence[EncodedSegment], state: SegmentHistory | None = None) -> SegmentHistory:
         """Calibrate ``s_pred`` of a camera on a run of its normal segments (in time order).
 
         Replaces the warm-up calibration: the forecast errors of ``normal`` (each predicted
-        from the segments before it) fit the camera's :class:`~vigil.model.dpc.ScoreCalibration`;
+        from the segments before it) fit the camera's :class:`~vigil.model.calibration.ScoreCalibration`;
         the returned state also carries their history and running global embedding.
         """
-        from vigil.model.dpc import fit_calibration
+        from vigil.model.calibration import fit_calibration
 
-        state = CameraState.from_dict(state.to_dict()) if state is not None else CameraState()
+        state = SegmentHistory.from_dict(state.to_dict()) if state is not None else SegmentHistory()
         raws: list[float] = []
         for enc in normal:
             if state.history:
@@ -481,9 +486,9 @@ class AnomalyModel(nn.Module):
                 boxes[fi] = [tuple(enc.crop_boxes[n])] if enc.crop_boxes else []
         return probs, boxes
 
-    def _calibrated(self, state: CameraState, raw: float) -> float | None:
+    def _calibrated(self, state: SegmentHistory, raw: float) -> float | None:
         """Warm-up: collect raw errors of the first ``calib_segments`` (assumed normal), then fit."""
-        from vigil.model.dpc import ScoreCalibration, fit_calibration
+        from vigil.model.calibration import ScoreCalibration, fit_calibration
 
         cal = state.pred_calib
         if cal.get("model") != self.version:
@@ -497,7 +502,7 @@ class AnomalyModel(nn.Module):
         state.pred_calib = cal
         return float(ScoreCalibration.from_dict(cal).probability(raw))
 
-    def _update_state(self, state: CameraState, seg_emb: np.ndarray) -> None:
+    def _update_state(self, state: SegmentHistory, seg_emb: np.ndarray) -> None:
         emb = [float(x) for x in np.asarray(seg_emb, np.float32)]
         state.history = (state.history + [emb])[-self.config.history :]
         n = state.n_segments + 1

@@ -86,3 +86,24 @@ def fuse(s_sem: float | None, s_pred: float | None, g: float | None) -> float:
         return float(s_pred)
     g = 0.5 if g is None else g
     return float(g * s_sem + (1.0 - g) * s_pred)
+
+
+class ContextGate(nn.Module):
+    """Stream weights from the crop's scene cues: ``w = softmax(MLP(c))`` over the streams.
+
+    With two streams this is the paper's ``s = g·s_a + (1-g)·s_b``, ``g = sigmoid(MLP(c))``
+    (arXiv 2508.18463); a softmax extends it to the three streams here. The last layer
+    starts at zero, so an unfitted gate is the even mix.
+    """
+
+    def __init__(self, dim: int = 4, hidden: int = 16, streams: int = 3) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, streams))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, c: torch.Tensor, active: list[int] | None = None) -> torch.Tensor:
+        logits = self.mlp(c)
+        if active is not None:
+            logits = logits[:, active]
+        return torch.softmax(logits, dim=-1)

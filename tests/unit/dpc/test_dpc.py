@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vigil.model.dpc import DPCForecaster, cpc_loss, fit_calibration, forecast_error
+from vigil.model.calibration import fit_calibration
+from vigil.model.dpc import DPCForecaster, cpc_loss, forecast_error
 
 
 def test_forecaster_shapes_and_unit_norm():

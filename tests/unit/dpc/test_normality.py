@@ -7,15 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from vigil.model.dpc import (
-    NormalityConfig,
-    NormalityModel,
-    TubeConfig,
-    new_scoring_state,
-    score_segment,
-    square_box,
-    tube_crops,
-)
+from vigil.model import stages
+from vigil.model.normality import NormalityConfig, NormalityModel
+from vigil.model.tubes import TubeConfig, square_box, tube_crops
 
 
 def _scene(t=40, h=96, w=128, speed=2, seed=0):
@@ -54,7 +48,7 @@ def test_tube_crops_channels_are_past_frames():
 
 
 def test_flow_channels_measure_absolute_motion_and_flip():
-    from vigil.model.dpc import clip_flows
+    from vigil.model.tubes import clip_flows
 
     rng = np.random.default_rng(0)
     base = cv2.GaussianBlur(rng.integers(0, 255, (80, 80), dtype=np.uint8), (5, 5), 0)
@@ -74,7 +68,7 @@ def test_flow_channels_measure_absolute_motion_and_flip():
 def test_default_flow_measures_fast_objects_where_ultrafast_falls_short():
     """A textured object on a textured background moved v px: the box speed of the default
     (medium) DIS flow is within 8 % of v up to 16 px; ultrafast reads 16 px as about 13."""
-    from vigil.model.dpc import box_speed, frame_flow
+    from vigil.model.tubes import box_speed, frame_flow
 
     rng = np.random.default_rng(0)
     bg = cv2.GaussianBlur(rng.integers(60, 140, (120, 160), dtype=np.uint8), (7, 7), 0)
@@ -120,17 +114,19 @@ def trained(tmp_path_factory):
 def test_scorer_shapes_state_and_determinism(trained):
     _, _, _, path = trained
     model = NormalityModel.load(path)
-    assert set(model.calibration) == {"pred", "mem", "motion"} and len(model.memory) > 0
+    assert set(model.calibration) == {"pred", "mem", "motion", stages.FUSED} and len(model.memory) > 0
     frames = _scene(t=32, seed=9)
     runs = []
     for _ in range(2):
-        state = new_scoring_state(model, fps=10)
+        det, state = stages.new_detector_state(model.config, fps=10), {}
         out = []
         for s in range(0, 32, 16):
-            scores, state = score_segment(model, frames[s : s + 16], state)
-            assert scores.shape == (16,) and np.isfinite(scores).all()
+            obs, det = stages.detect(frames[s : s + 16], det, model.config)
+            res, state = stages.score(None, model, None, obs, state, fps=10, streams=("objects",))
+            scores = np.asarray(res["frame_scores"])
+            assert scores.shape == (16,) and np.isfinite(scores).all() and ((0 <= scores) & (scores <= 1)).all()
             out.append(scores)
-        assert state.frames_seen == 32 and state.grey.shape[0] == model.config.tube.history(10)
+        assert det.frames_seen == 32 and det.grey.shape[0] == model.config.tube.history(10)
         runs.append(np.concatenate(out))
     assert np.array_equal(runs[0], runs[1])
 
@@ -140,8 +136,7 @@ def test_fast_mover_scores_higher_than_normal(trained):
     model = NormalityModel.load(path)
 
     def mean_score(frames):
-        state = new_scoring_state(model, fps=10)
-        return np.mean([score_segment(model, frames[s : s + 16], state)[0] for s in range(0, 32, 16)])
+        return np.mean(stages.score_clip(None, model, frames, 10, model.config, streams=("objects",)))
 
     assert mean_score(_scene(t=32, speed=9, seed=5)) > mean_score(_scene(t=32, speed=2, seed=5))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vigil.model.anomaly import AnomalyModel, CameraState, EncodedSegment, SegmentResult
+from vigil.model.anomaly import AnomalyModel, SegmentHistory, EncodedSegment, SegmentResult
 from vigil.model.prompts import PromptSet, load_prompt_set
 
 
@@ -22,7 +22,7 @@ def test_create_preprocess_encode_score(frames):
     e = encs[0]
     assert e.frame_emb.shape == (8, 64) and e.seg_emb.shape == (64,) and e.frame_emb.dtype == np.float32
     assert np.allclose(np.linalg.norm(e.frame_emb, axis=1), 1, atol=1e-5)
-    res, state = m.score(e, CameraState())
+    res, state = m.score(e, SegmentHistory())
     assert isinstance(res, SegmentResult)
     assert 0.0 <= res.score <= 1.0 and len(res.frame_scores) == 8
     assert res.s_pred is None and res.gate is None  # no history yet: semantic stream alone
@@ -54,7 +54,7 @@ def test_state_json_round_trip_and_history(zs_model, frames):
     for _ in range(m.config.history + 3):
         _, state = m.score(e, state)
     assert len(state.history) == m.config.history
-    again = CameraState.from_dict(json.loads(json.dumps(state.to_dict())))
+    again = SegmentHistory.from_dict(json.loads(json.dumps(state.to_dict())))
     assert again == state
     assert np.allclose(state.global_emb, e.seg_emb, atol=1e-6)  # running mean of identical segments
 
@@ -70,7 +70,7 @@ def test_predictive_stream_calibrates_then_scores(backbone, frames):
         v /= np.linalg.norm(v)
         return EncodedSegment(frame_emb=np.tile(v, (4, 1)), seg_emb=v)
 
-    state = CameraState()
+    state = SegmentHistory()
     _, state = m.score(seg(0.05), state)  # no history
     results = []
     for _ in range(4):
@@ -79,7 +79,7 @@ def test_predictive_stream_calibrates_then_scores(backbone, frames):
     assert all(r.s_pred is None for r in results[:3]) and results[3].s_pred is not None
     assert {"median", "q99", "mean", "std", "n"} <= set(state.pred_calib)
     assert state.pred_calib["model"] == m.version
-    stale = CameraState.from_dict({**state.to_dict(), "pred_calib": {**state.pred_calib, "model": "other"}})
+    stale = SegmentHistory.from_dict({**state.to_dict(), "pred_calib": {**state.pred_calib, "model": "other"}})
     r, restarted = m.score(seg(0.05), stale)  # calibration of other heads is not reused
     assert r.s_pred is None and restarted.pred_calib["warmup"] and "median" not in restarted.pred_calib
     normal, _ = m.score(seg(0.05), state)

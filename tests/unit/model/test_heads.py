@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vigil.model.anomaly import AnomalyModel, CameraState
+from vigil.model.anomaly import AnomalyModel, SegmentHistory
 from vigil.model.coop import CoOpConfig
 from vigil.model.heads import HeadsMismatch, load_heads, read_heads, save_heads
 
@@ -51,7 +51,7 @@ def test_round_trip_of_every_head(tmp_path, frames):
     e1 = m.encode(m.preprocess(frames)[None])[0]
     e2 = m2.encode(m2.preprocess(frames)[None])[0]
     assert np.array_equal(e1.frame_emb, e2.frame_emb)
-    s1 = s2 = CameraState()
+    s1 = s2 = SegmentHistory()
     for _ in range(3):
         r1, s1 = m.score(e1, s1)
         r2, s2 = m2.score(e2, s2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, namedtuple
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -150,19 +149,23 @@ class FakeScorer:
         self.delay_s = delay_s
         self.threshold = threshold
         self.calls: list[tuple[str | None, int, float, float]] = []  # camera, n_segments before, start, end
+        self.detector_seen: list[tuple[str | None, int]] = []  # camera, segments its detector state had seen
         self.fail_next = 0
+        self.fail_after: int | None = None  # fail once, on the call after this many answered
         self.lock = threading.Lock()
         self.concurrent = 0
         self.max_concurrent = 0
 
-    def __call__(self, frames, state, prompt_set, camera_id=None):  # noqa: ANN001
+    def __call__(self, frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001
         t0 = time.monotonic()
         with self.lock:
             self.concurrent += 1
             self.max_concurrent = max(self.max_concurrent, self.concurrent)
-            fail = self.fail_next > 0
-            if fail:
+            fail = self.fail_next > 0 or self.fail_after == len(self.calls)
+            if self.fail_next > 0:
                 self.fail_next -= 1
+            elif fail:
+                self.fail_after = None
         try:
             if fail:
                 raise TimeoutError("Serve did not answer (fake)")
@@ -171,37 +174,15 @@ class FakeScorer:
             score = float(np.asarray(frames).mean() / 255.0)
             with self.lock:
                 self.calls.append((camera_id, n, t0, time.monotonic()))
+                self.detector_seen.append((camera_id, int((detector_state or {}).get("segments", 0))))
             return {"score": score, "s_sem": score, "s_pred": None, "gate": None,
                     "frame_scores": [score] * len(frames), "top_descriptions": [],
-                    "state": {"n_segments": n + 1}, "model_version": "fake-1", "threshold": self.threshold}
+                    "state": {"n_segments": n + 1}, "model_version": "fake-1", "threshold": self.threshold,
+                    # like Detect's: what the camera's previous segment left (here: how many came before)
+                    "detector_state": {"segments": int((detector_state or {}).get("segments", 0)) + 1}}
         finally:
             with self.lock:
                 self.concurrent -= 1
-
-
-class FakeAheadScorer(FakeScorer):
-    """Encodes ahead like the Serve adapter: ``encode_ahead`` returns a pending encoding
-    (a future of the frames' mean) and ``__call__(..., encoded=)`` scores from it alone."""
-
-    def __init__(self, delay_s: float = 0.0, encode_s: float = 0.0) -> None:
-        super().__init__(delay_s)
-        self.encode_s = encode_s
-        self.pool = ThreadPoolExecutor(1)  # one encoder, like one Encode replica
-        self.encode_starts: list[float] = []
-
-    def _encode(self, frames):  # noqa: ANN001, ANN202
-        with self.lock:
-            self.encode_starts.append(time.monotonic())
-        time.sleep(self.encode_s)
-        return float(np.asarray(frames).mean())
-
-    def encode_ahead(self, frames):  # noqa: ANN001, ANN201
-        return self.pool.submit(self._encode, frames)
-
-    def __call__(self, frames, state, prompt_set, camera_id=None, encoded=None):  # noqa: ANN001
-        if encoded is not None:  # score what the encoder made, not the frames passed along
-            frames = np.full((len(frames), 1, 1, 1), encoded.result(timeout=10))
-        return super().__call__(frames, state, prompt_set, camera_id)
 
 
 def put_segment(consumer: FakeConsumer, store: FakeStore, camera: str, seq: int, level: int,

@@ -81,9 +81,10 @@ def test_encode_object_mode_uses_boxes_from_detect():
     frames = np.full((8, 120, 160, 3), 90, np.uint8)
     for t in range(8):
         frames[t, 40:80, 10 + 15 * t: 40 + 15 * t] = 255  # a mover
-    boxes = Detect({"type": "motion"}).detect(frames)
-    assert any(boxes), "the motion detector must find the mover"
-    out = enc.encode_one(frames, boxes)  # what the batched method runs per segment
+    obs, _state = Detect({"type": "motion"}).detect(frames, None, 8.0, objects=False)
+    boxes = obs.boxes
+    assert any(boxes) and obs.tubes is None, "the motion detector must find the mover (no tubes asked for)"
+    out = enc.encode_one(frames, obs)  # what the batched method runs per segment
     assert out.crop_emb is not None and len(out.crop_emb) == sum(len(b[:20]) for b in boxes)
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlmodel import Session, select
 
-from fakes import FakeAheadScorer, FakeConsumer, FakeProducer, FakeScorer, FakeStore, put_segment
+from fakes import FakeConsumer, FakeProducer, FakeScorer, FakeStore, put_segment
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker, params_with_threshold
 from vigil.contracts import DeadLetter, EventMessage, decode
@@ -120,20 +120,22 @@ def test_fetch_of_next_segment_overlaps_scoring(settings, engine):
     assert len(fetched) >= 2 and fetched[1] < first_score_end, "segment 2 must be fetched while 1 is scored"
 
 
-def test_encoding_runs_ahead_of_the_camera_lane_and_scores_are_unchanged(settings, engine):
-    """A camera's next segments are encoded while its current one is scored and stored (the
-    encoder never waits for a lane); scoring still runs in order on each camera's state."""
-    consumer, store = FakeConsumer(1), FakeStore()
-    _feed(consumer, store, cams=("a",), n=4, level=lambda c, i: 10 * (i + 1))
-    ahead = FakeAheadScorer(delay_s=0.1, encode_s=0.01)
-    w = _worker(settings, engine, consumer, store, ahead)
+def test_detector_state_carries_from_segment_to_segment_per_camera(settings, engine):
+    """Detect's state (frames, flows, background) comes back with each result and goes with the
+    camera's next segment, per camera; a rewind after a failure starts the camera cold again."""
+    consumer, store, scorer = FakeConsumer(1), FakeStore(), FakeScorer()
+    _feed(consumer, store, cams=("a", "b"), n=3)
+    w = _worker(settings, engine, consumer, store, scorer)
     _run_until(w, consumer.all_committed)
-    assert len(ahead.encode_starts) == 4
-    first_score_end = ahead.calls[0][3]
-    assert sum(t < first_score_end for t in ahead.encode_starts) >= 2, "segment 2 is encoded while 1 is scored"
-    assert [n for _c, n, *_ in ahead.calls] == [0, 1, 2, 3]
-    got = {r.segment_id: r.score for r in _rows(engine)}
-    assert got == pytest.approx({f"a.{i:06d}": 10 * (i + 1) / 255.0 for i in range(4)}, abs=2 / 255)
+    for cam in ("a", "b"):
+        assert [k for c, k in scorer.detector_seen if c == cam] == [0, 1, 2]
+    assert "detector_state" not in (_rows(engine)[0].model_dump())
+
+    consumer, store, scorer = FakeConsumer(1), FakeStore(), FakeScorer()
+    _feed(consumer, store, cams=("c",), n=5)
+    scorer.fail_after = 3  # the 4th call fails: a transient error, the worker rewinds
+    _run_until(_worker(settings, engine, consumer, store, scorer), consumer.all_committed)
+    assert [k for _c, k in scorer.detector_seen] == [0, 1, 2, 0, 1], "after the rewind: cold, then carried"
 
 
 def test_duplicate_delivery_is_skipped(settings, engine):

@@ -1,0 +1,185 @@
+"""Object normality: what is usual for this camera's objects, learned from its own normal footage.
+
+A crop tube (:mod:`vigil.model.tubes`) is scored by up to three streams, each calibrated on
+held-out normal clips (0 = median of normal, 1 = its 99th percentile):
+
+- ``pred``: DPC forecast error of the crop given its tube's context (:mod:`vigil.model.dpc`);
+  the encoder (a registry backbone's visual tower, trained from scratch) embeds each crop;
+  InfoNCE negatives are the other tubes of the batch and the other target steps of the tube;
+- ``mem``: distance of the crop's embedding to a memory of normal crop embeddings;
+- ``motion``: the box's speed (robust percentile of optical-flow magnitude), no learning.
+
+A context gate (:class:`vigil.model.gate.ContextGate`) mixes them with weights
+``softmax(MLP(c))`` from the crop's scene cues (place and size in the view); it is fitted on
+held-out normal tubes against the same tubes sped up 3× (synthetic anomalies made from
+normal footage; no real anomaly is seen). Training: ``services/trainer/normality.py``;
+serving: :mod:`vigil.model.stages`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from vigil.model.calibration import ScoreCalibration
+from vigil.model.dpc import DPCForecaster, forecast_error
+from vigil.model.gate import ContextGate
+from vigil.model.tubes import TubeConfig, crops_to_tensor
+
+__all__ = ["NormalityConfig", "NormalityModel", "STREAMS"]
+
+
+class NormalityConfig(BaseModel):
+    """Everything that defines a camera's normality model (saved with the checkpoint)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str = Field("vigil-micro", description="registry backbone whose visual tower encodes the crops")
+    mode: Literal["objects", "frame"] = Field(
+        "objects", description="objects: detector boxes (object-centric); frame: the whole frame as one box"
+    )
+    detector: dict[str, Any] = Field(default_factory=lambda: {"type": "motion"}, description="detector config")
+    tube: TubeConfig = Field(default_factory=TubeConfig)
+    hidden: int = Field(256, ge=8, le=4096, description="forecaster GRU width")
+    work_side: int = Field(360, ge=64, le=4096, description="frames are downscaled to this longest side")
+    memory_k: int = Field(3, ge=1, le=64, description="neighbours averaged by the normal-memory score")
+    memory_size: int = Field(20000, ge=16, description="normal crop embeddings kept in memory")
+    gate: Literal["fixed", "context"] = Field(
+        "context",
+        description="fixed: the even mix of the calibrated streams; context: weights softmax(MLP(c)) "
+        "from the crop's scene cues (place and size in the view), fitted on held-out normal clips "
+        "against synthetic speed-ups of them (no real anomaly is ever seen)",
+    )
+    streams: list[Literal["pred", "mem", "motion"]] = Field(
+        default_factory=lambda: ["pred", "mem", "motion"],
+        description="pred: DPC forecast error; mem: distance to normal crop memory; motion: calibrated box speed",
+    )
+    smooth_s: float = Field(0.5, ge=0, le=30, description="Gaussian smoothing of frame scores (sigma, seconds)")
+    empty_score: float = Field(-1.0, description="calibrated score of a frame without boxes")
+
+
+STREAMS = ("pred", "mem", "motion")
+
+
+class NormalityModel(nn.Module):
+    """Crop encoder (a registry backbone's visual tower) + DPC forecaster + normal memory + calibration."""
+
+    def __init__(self, config: NormalityConfig | None = None, encoder: nn.Module | None = None, dim: int | None = None):
+        super().__init__()
+        self.config = config or NormalityConfig()
+        if encoder is None:
+            from vigil.model.backbones import create_backbone
+
+            bb = create_backbone(self.config.backbone)
+            if bb.image_size != self.config.tube.size:
+                raise ValueError(
+                    f"backbone {self.config.backbone} takes {bb.image_size}px images; set tube.size={bb.image_size}"
+                )
+            encoder, dim = bb.model.visual, bb.embed_dim
+        self.encoder = encoder
+        self.dim = int(dim)
+        t = self.config.tube
+        self.forecaster = DPCForecaster(self.dim, hidden=self.config.hidden, context=t.context, horizon=t.horizon)
+        self.gate = ContextGate()
+        self.register_buffer("memory", torch.zeros(0, self.dim))
+        self.calibration: dict[str, ScoreCalibration] = {}
+        self.version = "untrained"  # a loaded checkpoint: the digest of its file
+        self.zero_shot_version: str | None = None  # the zero-shot model calibration["zero_shot"] was fitted for
+
+    # ------------------------------------------------------------------ embedding
+    def embed(self, crops: np.ndarray | Tensor, batch: int = 2048) -> Tensor:
+        """uint8 crops ``[B, S, S, 3]`` (or a prepared tensor ``[B, 3, S, S]``) → unit embeddings ``[B, D]``."""
+        x = crops_to_tensor(crops) if isinstance(crops, np.ndarray) else crops
+        outs = [self.encoder(x[i : i + batch]) for i in range(0, len(x), batch)] or [torch.zeros(0, self.dim)]
+        return F.normalize(torch.cat(outs), dim=-1)
+
+    # ------------------------------------------------------------------ raw stream scores
+    @torch.no_grad()
+    def raw_scores(self, tubes: np.ndarray, speed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Tubes uint8 ``[B, context+1, S, S, 3]`` (context, then the crop scored) → raw stream scores ``[B]``.
+
+        ``pred``: DPC forecast error; ``mem``: distance to the normal memory; ``motion``: the
+        boxes' speeds (``speed``, from :func:`box_speed`) when given.
+        """
+        b, n = tubes.shape[:2]
+        extra = {} if speed is None else {"motion": np.asarray(speed, np.float64)}
+        if b == 0:
+            return {"pred": np.zeros(0), "mem": np.zeros(0), **extra}
+        z = self.embed(tubes.reshape(b * n, *tubes.shape[2:])).reshape(b, n, self.dim)
+        pred = self.forecaster(z[:, :-1])[:, 0]
+        out = {"pred": forecast_error(pred, z[:, -1]).numpy()}
+        out["mem"] = self.memory_distance(z[:, -1]).numpy()
+        return {**out, **extra}
+
+    def memory_distance(self, z: Tensor, exclude: Tensor | None = None) -> Tensor:
+        """Mean cosine distance to the ``memory_k`` nearest normal embeddings (``exclude``: bool ``[B, M]``)."""
+        if len(self.memory) == 0:
+            return torch.zeros(len(z))
+        k = min(self.config.memory_k, len(self.memory))
+        out = []
+        for i in range(0, len(z), 4096):
+            sim = z[i : i + 4096] @ self.memory.t()
+            if exclude is not None:
+                sim = sim.masked_fill(exclude[i : i + 4096], -2.0)
+            out.append(1.0 - sim.topk(k, dim=1).values.mean(1))
+        return torch.cat(out)
+
+    def calibrated(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: self.calibration[k].normalise(v) for k, v in raw.items() if k in self.calibration}
+
+    def fuse(self, raw: dict[str, np.ndarray], context: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated streams → one crop score via the gate (0 ≈ typical normal, 1 ≈ worst 1 % of normal)."""
+        cfg = self.config
+        cal = self.calibrated(raw)
+        if len(cfg.streams) == 1:
+            return cal[cfg.streams[0]]
+        streams = list(cfg.streams)
+        z = np.stack([cal[k] for k in streams], axis=1)
+        if cfg.gate == "context" and context is not None:
+            with torch.no_grad():
+                w = self.gate(torch.from_numpy(np.asarray(context, np.float32)), [STREAMS.index(k) for k in streams])
+            w = w.double().numpy()
+        else:
+            w = np.full((1, len(streams)), 1.0 / len(streams))
+        return (w * z).sum(axis=1)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.model_dump(),
+            "dim": self.dim,
+            "calibration": {k: v.to_dict() for k, v in self.calibration.items()},
+            "zero_shot_version": self.zero_shot_version,
+        }
+
+    def save(self, path: str | Path, **meta: Any) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"state_dict": self.state_dict(), "extra": self.extra_state(), "meta": meta}, tmp)
+        tmp.replace(path)  # atomic: a crash never leaves a half-written checkpoint
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NormalityModel:
+        import hashlib
+        import io
+
+        data = Path(path).read_bytes()
+        ck = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        extra = ck["extra"]
+        config = dict(extra["config"])
+        # checkpoints written before the preset was configurable were trained on ultrafast flow
+        config["tube"] = {"flow_preset": "ultrafast", **config.get("tube", {})}
+        model = cls(NormalityConfig(**config))
+        model.memory = torch.zeros_like(ck["state_dict"]["memory"])
+        model.load_state_dict(ck["state_dict"])
+        model.calibration = {k: ScoreCalibration.from_dict(v) for k, v in extra["calibration"].items()}
+        model.zero_shot_version = extra.get("zero_shot_version")
+        model.version = hashlib.sha256(data).hexdigest()[:12]
+        return model.eval()
