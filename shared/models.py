@@ -54,6 +54,7 @@ class SegmentScoreBase(SQLModel):
     score: float
     s_sem: float | None = None
     s_pred: float | None = None
+    s_obj: float | None = Field(default=None, description="object-normality stream (0005)")
     gate: float | None = None
     model_version: str = Field(max_length=200)
     object_key: str = Field(max_length=500)
@@ -68,6 +69,8 @@ class SegmentScore(SegmentScoreBase, table=True):
     frame_scores: list[float] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     top_descriptions: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     scored_at: datetime = _ts(nullable=False, default=utcnow)
+    # 0005: every stream's segment score by name (semantic, predictive, pred, mem, motion)
+    streams: dict[str, float | None] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class SegmentScorePublic(SegmentScoreBase):
@@ -76,6 +79,7 @@ class SegmentScorePublic(SegmentScoreBase):
     t_end: datetime
     frame_scores: list[float]
     top_descriptions: list[dict[str, Any]]
+    streams: dict[str, float | None] | None = None
 
 
 # ---------------------------------------------------------------- events
@@ -119,6 +123,9 @@ class Event(EventBase, table=True):
     # (a row with purge_started_at set is being deleted; the API hides it).
     peak_s_sem: float | None = Field(default=None, description="semantic-stream score at the peak")
     peak_s_pred: float | None = Field(default=None, description="predictive-stream score at the peak")
+    # 0005: the object-normality stream and every sub-stream at the peak
+    peak_s_obj: float | None = Field(default=None, description="object-normality stream score at the peak")
+    peak_streams: dict[str, float | None] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     purge_started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
 
 
@@ -194,6 +201,8 @@ class EventPublicFull(EventPublic):
     last_seq: int
     peak_s_sem: float | None = None
     peak_s_pred: float | None = None
+    peak_s_obj: float | None = None
+    peak_streams: dict[str, float | None] | None = None
     created_at: UtcDateTime | None = None
     updated_at: UtcDateTime | None = None
 

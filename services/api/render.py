@@ -20,6 +20,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=F
 _TS = [i for i, c in enumerate(PAGE_SCALARS) if c in {"t_start", "t_end", "created_at", "updated_at"}]
 _N = len(PAGE_SCALARS)
 _TAIL = [f',"{c}":' for c in PAGE_JSON]
+_EMPTY = ["null" if c == "peak_streams" else "[]" for c in PAGE_JSON]  # what a SQL NULL renders as
 
 
 def _ts(v: datetime | None) -> str | None:
@@ -38,9 +39,9 @@ def render_event(row: tuple) -> str:
         vals[i] = _ts(vals[i])
     head = _dumps(dict(zip(PAGE_SCALARS, vals)))
     parts = [head[:-1]]
-    for key, raw in zip(_TAIL, row[_N:]):
+    for key, raw, empty in zip(_TAIL, row[_N:], _EMPTY):
         parts.append(key)
-        parts.append(raw if raw is not None else "[]")
+        parts.append(raw if raw is not None else empty)
     parts.append("}")
     return "".join(parts)
 

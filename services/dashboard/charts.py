@@ -6,7 +6,7 @@ from datetime import datetime
 
 import plotly.graph_objects as go
 
-FUSED, SEM, PRED, THRESH = "#d62728", "#1f77b4", "#2ca02c", "#7f7f7f"
+FUSED, SEM, PRED, OBJ, THRESH = "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#7f7f7f"
 
 
 def sparkline(times: list[datetime], values: list[float], *, threshold: float | None = None,
@@ -22,8 +22,8 @@ def sparkline(times: list[datetime], values: list[float], *, threshold: float | 
 
 def score_timeline(scores: list[dict], *, threshold: float | None, event_start: datetime | None = None,
                    event_end: datetime | None = None, height: int = 320) -> go.Figure:
-    """Segment scores (``t_start``, ``t_end``, ``score``, ``s_sem``, ``s_pred``) as three step curves, the
-    threshold as a dashed line and the event's span shaded."""
+    """Segment scores (``t_start``, ``t_end``, ``score``, ``s_sem``, ``s_pred``, ``s_obj``) as one step
+    curve per stream that has values, the threshold as a dashed line and the event's span shaded."""
     # a segment's score holds over [t_start, t_end): steps, closed by the last segment's end
     t = [s["t_start"] for s in scores]
     last_end = scores[-1].get("t_end") if scores else None
@@ -31,8 +31,10 @@ def score_timeline(scores: list[dict], *, threshold: float | None, event_start: 
         t = [*t, last_end]
     fig = go.Figure()
     for key, name, color, width in (("s_sem", "semantic", SEM, 1.5), ("s_pred", "predictive", PRED, 1.5),
-                                    ("score", "fused", FUSED, 2.5)):
+                                    ("s_obj", "objects", OBJ, 1.5), ("score", "fused", FUSED, 2.5)):
         y = [s.get(key) for s in scores]
+        if key != "score" and all(v is None for v in y):
+            continue  # a stream this camera does not run
         if last_end is not None:
             y = [*y, y[-1]]
         fig.add_trace(go.Scatter(x=t, y=y, name=name, mode="lines", line={"color": color, "width": width,
@@ -49,9 +51,9 @@ def score_timeline(scores: list[dict], *, threshold: float | None, event_start: 
 
 def peak_bars(event: dict, *, threshold: float | None) -> go.Figure:
     """Fallback when no timeline is available: each stream's score at the event's peak."""
-    names = ["semantic", "predictive", "fused"]
-    vals = [event.get("peak_s_sem"), event.get("peak_s_pred"), event.get("peak_score")]
-    fig = go.Figure(go.Bar(x=names, y=[v if v is not None else 0 for v in vals], marker_color=[SEM, PRED, FUSED],
+    names = ["semantic", "predictive", "objects", "fused"]
+    vals = [event.get("peak_s_sem"), event.get("peak_s_pred"), event.get("peak_s_obj"), event.get("peak_score")]
+    fig = go.Figure(go.Bar(x=names, y=[v if v is not None else 0 for v in vals], marker_color=[SEM, PRED, OBJ, FUSED],
                            text=[f"{v:.2f}" if v is not None else "n/a" for v in vals], textposition="outside"))
     if threshold is not None:
         fig.add_hline(y=threshold, line={"color": THRESH, "dash": "dash"})

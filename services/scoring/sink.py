@@ -52,7 +52,8 @@ class Sink:
                 SegmentScore(
                     segment_id=ref.segment_id, camera_id=ref.camera_id, seq=ref.seq,
                     t_start=ref.t_start, t_end=ref.t_end, score=result["score"], s_sem=result.get("s_sem"),
-                    s_pred=result.get("s_pred"), gate=result.get("gate"),
+                    s_pred=result.get("s_pred"), s_obj=result.get("s_obj"), gate=result.get("gate"),
+                    streams=result.get("streams"),
                     frame_scores=result.get("frame_scores", []), top_descriptions=result.get("top_descriptions", []),
                     model_version=result["model_version"], object_key=ref.object_key, scored_at=now,
                 )
@@ -60,6 +61,8 @@ class Sink:
             for tr in transitions:
                 ev = tr.event
                 row = s.get(Event, ev.id)
+                # the peak moved to this segment (or the event starts here): every stream at the peak
+                peak_here = row is None or ev.peak_score != row.peak_score
                 if row is None:
                     row = Event(id=ev.id, camera_id=ev.camera_id, created_at=now, model_version=result["model_version"],
                                 peak_score=ev.peak_score, first_seq=ev.first_seq, last_seq=ev.last_seq,
@@ -67,6 +70,9 @@ class Sink:
                 row.t_end = datetime.fromisoformat(ev.t_end)
                 row.last_seq = ev.last_seq
                 row.peak_score = ev.peak_score
+                if peak_here:
+                    row.peak_s_sem, row.peak_s_pred = result.get("s_sem"), result.get("s_pred")
+                    row.peak_s_obj, row.peak_streams = result.get("s_obj"), result.get("streams")
                 row.top_descriptions = list(ev.top_descriptions)
                 row.segment_ids = list(ev.segment_ids)
                 row.severity = severity(ev.peak_score, tracker.threshold)  # the learnt one when calibrated

@@ -109,12 +109,13 @@ def render() -> None:
     t0, t1 = pd.Timestamp(ev["t_start"]), pd.Timestamp(ev["t_end"])
     st.caption(f"`{ev['id']}` · camera **{ev['camera_id']}** · {t0:%Y-%m-%d %H:%M:%S} → {t1:%H:%M:%S} UTC "
                f"({(t1 - t0).total_seconds():.0f} s) · model {ev['model_version']}")
-    m = st.columns(5)
+    m = st.columns(6)
     m[0].metric("Peak score", f"{ev['peak_score']:.2f}")
-    m[1].metric("Semantic", f"{ev['peak_s_sem']:.2f}" if ev.get("peak_s_sem") is not None else "n/a")
-    m[2].metric("Predictive", f"{ev['peak_s_pred']:.2f}" if ev.get("peak_s_pred") is not None else "n/a")
-    m[3].metric("Severity", ev.get("severity") or "n/a")
-    m[4].metric("Status", ev.get("status") or "n/a")
+    for col, (label, key) in zip(m[1:4], (("Semantic", "peak_s_sem"), ("Predictive", "peak_s_pred"),
+                                          ("Objects", "peak_s_obj"))):
+        col.metric(label, f"{ev[key]:.2f}" if ev.get(key) is not None else "n/a")
+    m[4].metric("Severity", ev.get("severity") or "n/a")
+    m[5].metric("Status", ev.get("status") or "n/a")
 
     left, right = st.columns([3, 2])
     with left:

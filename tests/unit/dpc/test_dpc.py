@@ -39,12 +39,18 @@ def test_forecast_error_range():
 
 
 def test_cpc_loss_low_when_forecast_matches_and_negatives_differ():
+    """With orthonormal targets the loss has a closed form: a perfect forecast sits at the
+    optimum log(1 + (n-1)·exp(-1/tau)) ≈ 0, a forecast of another item's target at ≈ 1/tau."""
+    import math
+
     torch.manual_seed(0)
-    t = torch.nn.functional.normalize(torch.randn(4, 3, 16), dim=-1)
-    good = cpc_loss(t, t)
-    bad = cpc_loss(t.roll(1, dims=0), t)
-    assert good < bad
-    assert good.item() >= 0
+    n, tau = 12, 0.07
+    q, _ = torch.linalg.qr(torch.randn(16, n))
+    t = q.T.reshape(4, 3, 16)  # 12 orthonormal target embeddings
+    good = cpc_loss(t, t, tau=tau)
+    bad = cpc_loss(t.roll(1, dims=0), t, tau=tau)
+    assert good.item() == pytest.approx(math.log(1 + (n - 1) * math.exp(-1 / tau)), abs=1e-5)
+    assert bad.item() == pytest.approx(1 / tau, rel=1e-3)
 
 
 def test_cpc_loss_trains_forecaster():

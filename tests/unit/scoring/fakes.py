@@ -175,7 +175,8 @@ class FakeScorer:
             with self.lock:
                 self.calls.append((camera_id, n, t0, time.monotonic()))
                 self.detector_seen.append((camera_id, int((detector_state or {}).get("segments", 0))))
-            return {"score": score, "s_sem": score, "s_pred": None, "gate": None,
+            return {"score": score, "s_sem": score, "s_pred": None, "s_obj": score / 2, "gate": None,
+                    "streams": {"semantic": score, "motion": score / 2},
                     "frame_scores": [score] * len(frames), "top_descriptions": [],
                     "state": {"n_segments": n + 1}, "model_version": "fake-1", "threshold": self.threshold,
                     # like Detect's: what the camera's previous segment left (here: how many came before)

@@ -160,6 +160,21 @@ def test_threshold_from_serve_config_opens_events(settings, engine):
     assert msgs and msgs[0].kind == "new"
 
 
+def test_events_and_rows_carry_every_stream_at_the_peak(settings, engine):
+    consumer, store = FakeConsumer(1), FakeStore()
+    levels = [140, 160, 200, 60]  # an event opens on the first segment; its peak moves to the third
+    _feed(consumer, store, cams=("a",), n=4, level=lambda c, i: levels[i])
+    _run_until(_worker(settings, engine, consumer, store, FakeScorer()), consumer.all_committed)
+    with Session(engine) as s:
+        (ev,) = list(s.exec(select(Event)))
+        rows = sorted(s.exec(select(SegmentScore)), key=lambda r: r.seq)
+    peak = 200 / 255
+    assert ev.peak_score == pytest.approx(peak, abs=2 / 255)
+    assert ev.peak_s_sem == pytest.approx(ev.peak_score) and ev.peak_s_obj == pytest.approx(ev.peak_score / 2)
+    assert ev.peak_streams == pytest.approx({"semantic": ev.peak_score, "motion": ev.peak_score / 2})
+    assert rows[2].s_obj == pytest.approx(rows[2].score / 2) and rows[2].streams["motion"] == pytest.approx(rows[2].s_obj)
+
+
 def test_no_events_without_threshold_override(settings, engine):
     consumer, store = FakeConsumer(1), FakeStore()
     _feed(consumer, store, cams=("a",), n=3, level=lambda c, i: 60)
