@@ -323,7 +323,10 @@ def _register_dataset_eval(dataset: str) -> None:
         checkpoint: Annotated[Optional[Path], typer.Option(help="a trained normality.pt (skip training)")] = None,
         steps: Annotated[Optional[int], typer.Option(help="training steps (default: the model's default)")] = None,
         clips: Annotated[Optional[str], typer.Option(help="comma-separated test clips, e.g. 01,02")] = None,
-        ablation: Annotated[bool, typer.Option(help="also score each stream alone")] = False,
+        ablation: Annotated[bool, typer.Option(help="also score each stream alone (offline only)")] = False,
+        through_stack: Annotated[bool, typer.Option(
+            "--through-stack", help="stream each test clip as a camera of a fresh embedded stack (ingest, S3, "
+            "Kafka, Serve, SQL) and compute the metrics from the SQL rows")] = False,
         seed: int = 0,
         threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
     ) -> None:
@@ -332,10 +335,14 @@ def _register_dataset_eval(dataset: str) -> None:
         _settings(None)
         if not (root / test_dir).is_dir():
             raise _fail(f"{root} is not a {dataset} root: it has no {test_dir}/ folder")
+        if through_stack and ablation:
+            raise _fail("--ablation runs offline only; drop it or --through-stack")
         res = run_dataset_eval(root, json_out, dataset=dataset, checkpoint=checkpoint, steps=steps, seed=seed,
-                               ablation=ablation, clips=clips.split(",") if clips else None, threads=threads)
-        typer.echo(json.dumps({k: res[k] for k in ("dataset", "auc", "auc_video_norm", "ap", "frames",
-                                                   "train_seconds", "score_fps") if k in res}, indent=2))
+                               ablation=ablation, clips=clips.split(",") if clips else None, threads=threads,
+                               through_stack=through_stack)
+        typer.echo(json.dumps({k: res[k] for k in ("dataset", "path", "auc", "auc_video_norm", "ap", "frames",
+                                                   "train_seconds", "score_fps", "model_version") if k in res},
+                              indent=2))
 
     eval_dataset.__doc__ = (f"Train on the {dataset} normal training clips, score every test frame, "
                             "report pooled frame AUC.")

@@ -227,7 +227,7 @@ def run_synthcity_eval(
     import torch
     from tqdm import tqdm
 
-    from vigil.model.anomaly import AnomalyModel, SegmentHistory
+    from vigil.model.anomaly import AnomalyModel
     from vigil.model.calibration import fit_calibration
     from vigil.synthcity import DEV_SEEDS, EVAL_SEEDS, SCENE_RULES, SCENES, render_clip
 

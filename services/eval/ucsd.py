@@ -81,6 +81,8 @@ def run_dataset_eval(
     threads: int | None = 1,
     dataset: str = "ucsd",
     backbone: str | None = DEFAULT_ZERO_SHOT,
+    through_stack: bool = False,
+    settings: Any = None,
 ) -> dict[str, Any]:
     """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns the metrics
     and writes them to ``json_out`` when given.
@@ -93,6 +95,11 @@ def run_dataset_eval(
     footage's frame rate (default: the dataset's own, e.g. 10 for UCSD, 25 for Avenue).
     ``backbone``: the zero-shot model served beside the camera's normality (the served
     default); None scores the object streams alone.
+
+    ``through_stack``: the test clips become cameras of the real stack (ingest → object store +
+    Kafka → Serve → SQL) and the metrics come from the SQL rows (:mod:`services.eval.stack`);
+    ``settings`` of a running stack (endpoints resolved), or a fresh embedded stack is started
+    in the work folder. The zero-shot backbone is then the stack's ``model.backbone``.
     """
     import torch
 
@@ -115,14 +122,22 @@ def run_dataset_eval(
             raise ValueError(f"no test clip of {root} is named in {sorted(wanted)}")
     train_seconds = None
     tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=f"vigil-{dataset}-")
+        work_dir = tmp.name
+    if through_stack:
+        from vigil.config import load_settings
+
+        if ablation:
+            raise ValueError("--ablation runs offline only (a stream switched off is another served app)")
+        settings = settings or load_settings(None, state_dir=Path(work_dir) / "stack",
+                                             model={"backbone": backbone or DEFAULT_ZERO_SHOT})
+        backbone = settings.model.backbone
     zero_shot = zero_shot_model(backbone)
     if checkpoint is None:
         training = read(root, "training")
         if train_clips is not None:
             training = [c for c in training if c.name in set(train_clips)]
-        if work_dir is None:
-            tmp = tempfile.TemporaryDirectory(prefix="vigil-ucsd-")
-            work_dir = tmp.name
         kwargs = {} if steps is None else {"steps": steps}
         t0 = time.perf_counter()
         checkpoint = train_normal(
@@ -151,8 +166,12 @@ def run_dataset_eval(
     for name, (streams, sub, gate) in variants.items():
         model.config.streams, model.config.gate = sub, gate
         t0 = time.perf_counter()
-        scores = [score_clip(zero_shot, model, c.iter_frames(), fps, model.config, segment_frames=segment_frames,
-                             streams=streams) for c in test]
+        if through_stack:
+            stack_run = _through_stack(settings, test, checkpoint, fps, segment_frames, progress)
+            scores = stack_run["scores"]
+        else:
+            scores = [score_clip(zero_shot, model, c.iter_frames(), fps, model.config, segment_frames=segment_frames,
+                                 streams=streams) for c in test]
         seconds = time.perf_counter() - t0
         m = frame_metrics(scores, labels)
         if name == "main":
@@ -166,7 +185,7 @@ def run_dataset_eval(
                 per_clip[c.name] = entry
             result = {
                 "dataset": root.name,
-                "path": "offline",
+                "path": "stack" if through_stack else "offline",
                 **m,
                 "frames": int(sum(len(s) for s in scores)),
                 "train_seconds": train_seconds,
@@ -177,6 +196,7 @@ def run_dataset_eval(
                 "streams": list(streams),
                 "model_version": "+".join(
                     ([zero_shot.version] if zero_shot is not None else []) + [f"normality:{model.version}"]),
+                **({"stack": {k: v for k, v in stack_run.items() if k != "scores"}} if through_stack else {}),
                 "checkpoint_meta": {k: v for k, v in meta.items() if k != "clips"},
                 "config": model.config.model_dump(),
                 "scores": {c.name: [round(float(x), 5) for x in s] for c, s in zip(test, scores)},
@@ -190,6 +210,25 @@ def run_dataset_eval(
     if tmp is not None:
         tmp.cleanup()
     return result
+
+
+def _through_stack(settings: Any, test: Sequence[Any], checkpoint: Any, fps: float, segment_frames: int,
+                   progress: bool) -> dict[str, Any]:
+    """The test clips through a running stack, or through a fresh embedded one (stopped after)."""
+    from services.eval.stack import score_through_stack
+
+    if settings.kafka.bootstrap_servers and settings.s3.endpoint and settings.ray.address:
+        return score_through_stack(settings, test, checkpoint, fps=fps, segment_frames=segment_frames, progress=progress)
+    from infra.embedded import EmbeddedStack
+
+    with EmbeddedStack(settings) as resolved:
+        try:
+            return score_through_stack(resolved, test, checkpoint, fps=fps, segment_frames=segment_frames,
+                                       progress=progress)
+        finally:
+            import ray
+
+            ray.shutdown()
 
 
 def run_ucsd_eval(root: str | Path, json_out: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:

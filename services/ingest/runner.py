@@ -116,6 +116,9 @@ class CameraIngest:
                     frames, seq = [], seq + 1
                     if self.max_segments is not None and seq >= self.max_segments:
                         break
+            else:
+                if frames and not self.stop.is_set():  # a finite source ended: its last frames are scored too
+                    self._emit(frames, seq, wall0 + timedelta(seconds=seg_t0), wall0 + timedelta(seconds=t + period))
             self.health.state = "finished"
         except SourceError as exc:
             self.health.state, self.health.error = "failed", str(exc)

@@ -41,15 +41,24 @@ log = logging.getLogger(__name__)
 SERVE_CONFIG = Path(__file__).with_name("serve_config.yaml")
 
 
-def _load_normality(ref: str, camera_id: str):
-    """A camera's object-normality version from its checkpoint (a ``normality.pt``)."""
+def _load_normality(ref: str, camera_id: str, geometry: Any):
+    """A camera's object-normality version from its checkpoint (a ``normality.pt``), refused when
+    it was trained on another object geometry than Detect serves (its tubes would not match)."""
     from vigil.model.normality import NormalityModel
 
     path = Path(ref.removeprefix("file:"))
     if not path.is_file():
         raise FileNotFoundError(f"normality version for camera {camera_id!r}: no checkpoint at {ref!r}; "
                                 f"train one with `vigil train-normal` and give its normality.pt")
-    return NormalityModel.load(path)
+    model = NormalityModel.load(path)
+    keys = ("mode", "detector", "tube", "work_side")
+    got, served = model.config.model_dump(include=set(keys)), geometry.model_dump(include=set(keys))
+    if got != served:
+        diff = sorted(k for k in keys if got[k] != served[k])
+        raise ValueError(f"normality version {ref!r} for camera {camera_id!r} was trained with other {', '.join(diff)} "
+                         f"than the Detect deployment serves ({ {k: served[k] for k in diff} }); retrain it, or set "
+                         f"the app's detector/objects config to match")
+    return model
 
 
 def _load_model(backbone: str, heads: str | None, streams: list[str] | None, threads: int | None,
@@ -187,8 +196,13 @@ class Score:
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"threshold for {k!r} must lie in [0, 1], got {v}")
         refs = {str(k): str(v) for k, v in (user_config.get("normality") or {}).items() if v}
-        normality = {cam: self.normality[cam] if self.normality_refs.get(cam) == ref else _load_normality(ref, cam)
-                     for cam, ref in refs.items()}
+        geometry = geometry_config(user_config.get("detector"), user_config.get("objects"))
+        loaded = {self.normality_refs[cam]: m for cam, m in self.normality.items()}  # one copy per checkpoint
+        normality = {}
+        for cam, ref in refs.items():
+            if ref not in loaded:
+                loaded[ref] = _load_normality(ref, cam, geometry)
+            normality[cam] = loaded[ref]
         self.model, self.heads, self.prompt_sets, self.thresholds = model, heads, prompt_sets, thresholds
         self.normality, self.normality_refs = normality, refs
         self.generation += 1
@@ -216,6 +230,10 @@ class Score:
         res["threshold"] = self.thresholds.get(camera_id or "", self.thresholds.get("default"))
         return res
 
+    def has_normality(self, camera_id: str | None) -> bool:
+        """Whether this camera is scored by an object-normality version of its own."""
+        return (camera_id or "") in self.normality
+
     def info(self) -> dict[str, Any]:
         """Which process serves and how many configs it has taken (a restart resets both)."""
         return {"pid": os.getpid(), "generation": self.generation, "thresholds": dict(self.thresholds),
@@ -236,10 +254,15 @@ class Ingress:
                             fps: float | None = None) -> dict[str, Any]:
         """Detect → Encode → Score of one segment; the result carries both new camera states.
 
-        Detect computes flows and tubes only for a camera that the last Score said has an
-        object-normality version (the score state names it), so zero-shot cameras pay for boxes only.
+        Detect computes flows and tubes only for a camera that has an object-normality version
+        (its score state names it; on a camera's first segment Score is asked), so zero-shot
+        cameras pay for boxes only.
         """
-        objects = bool(((state or {}).get("objects") or {}).get("version"))
+        obj_state = (state or {}).get("objects")
+        if obj_state is None:  # the camera's first segment (or its state was rebuilt): ask Score once
+            objects = await self.scorer.has_normality.remote(camera_id)
+        else:
+            objects = bool(obj_state.get("version"))
         obs, detector_state = await self.detector.detect.remote(frames, detector_state, fps, objects)
         enc = await self.encoder.encode.remote((frames, obs))
         res = await self.scorer.score.remote(enc, state, prompt_set, camera_id, obs, fps)

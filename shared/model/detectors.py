@@ -172,7 +172,7 @@ class MotionDetector(Detector):
                 m = cv2.dilate(m, k3, iterations=c.dilate)
             masks[i] = m
             rate = np.where(m > 0, c.foreground_rate, c.learning_rate).astype(np.float32)
-            self._bg += rate * (g - self._bg)
+            self._bg = self._bg + rate * (g - self._bg)  # not in place: a state that came through Ray is read-only
         self._prev = history
         return masks, scale
 

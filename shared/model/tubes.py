@@ -12,6 +12,7 @@ both in training and in the served Detect stage.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any, Literal
 
 import cv2
@@ -69,16 +70,18 @@ _DIS_PRESETS = {
     "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
-_DIS: dict[str, Any] = {}
+_DIS = threading.local()  # one DIS instance per thread and preset: an instance is not thread-safe, and
+# a Detect replica scores several cameras at once (shared, it returned garbage flows under load)
 
 
 def frame_flow(prev: np.ndarray, cur: np.ndarray, preset: str = "medium") -> np.ndarray:
     """Dense optical flow ``prev → cur`` (grey uint8 ``[H, W]``) in pixels, float16 ``[H, W, 2]`` (DIS)."""
-    if preset not in _DIS:
+    cache = _DIS.__dict__
+    if preset not in cache:
         if preset not in _DIS_PRESETS:
             raise ValueError(f"unknown optical-flow preset {preset!r}; choose one of {sorted(_DIS_PRESETS)}")
-        _DIS[preset] = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
-    return _DIS[preset].calc(prev, cur, None).astype(np.float16)
+        cache[preset] = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+    return cache[preset].calc(prev, cur, None).astype(np.float16)
 
 
 def clip_flows(grey: np.ndarray, gap: int, start: int = 0, preset: str = "medium") -> np.ndarray:

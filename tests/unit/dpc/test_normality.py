@@ -179,3 +179,17 @@ def test_resume_after_crash_equals_uninterrupted(trained, tmp_path, monkeypatch)
 def test_config_rejects_unknown_keys():
     with pytest.raises(Exception):
         NormalityConfig(bogus=1)
+
+
+def test_optical_flow_is_the_same_when_cameras_compute_it_at_once():
+    """A Detect replica serves several cameras in threads: their flows must not interfere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vigil.model.tubes import frame_flow
+
+    clips = [_scene(t=12, h=120, w=160, speed=2 + k, seed=k)[..., 0] for k in range(4)]
+    alone = [[frame_flow(c[i], c[i + 1]) for i in range(11)] for c in clips]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda c: [frame_flow(c[i], c[i + 1]) for i in range(11)], clips * 3))
+    for k, flows in enumerate(together):
+        assert all(np.array_equal(a, b) for a, b in zip(alone[k % 4], flows)), f"camera {k % 4} got another flow"

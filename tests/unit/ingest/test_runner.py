@@ -66,6 +66,15 @@ def test_segments_are_sampled_stored_then_published_in_order(tmp_path):
     assert abs((refs[1].t_start - refs[0].t_start).total_seconds() - 1.0) < 1e-6  # 4 frames at 4 fps
 
 
+def test_a_finite_source_ends_with_its_partial_segment(tmp_path):
+    store, prod = FakeStore(), FakeProducer()
+    health = CameraIngest(_camera(tmp_path, n_frames=90), store, prod, "t").run()
+    # 90 frames at 20 fps -> 18 samples at 4 fps -> 4 segments of 4 and the last 2 frames
+    refs = [decode(SegmentRef, v) for _, _, v in prod.sent]
+    assert health.segments == 5 and [r.n_frames for r in refs] == [4, 4, 4, 4, 2]
+    assert decode_segment(store.objects[refs[-1].object_key]).frames.shape[0] == 2
+
+
 def test_store_outage_is_retried_and_nothing_is_lost(tmp_path):
     store, prod = FakeStore(fail_for_s=2.5), FakeProducer()
     ci = CameraIngest(_camera(tmp_path), store, prod, "t", buffer_segments=8)
