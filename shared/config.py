@@ -180,6 +180,13 @@ class CameraParams(_Strict):
     calibration_segments: int = Field(16, ge=1, description="normal-period segments the threshold is learnt from")
     calibration_quantile: float = Field(0.95, gt=0, le=1)
     calibration_margin: float = Field(0.05, ge=0, le=1)
+    threshold_adapt_window: int = Field(
+        256, ge=0, le=4096, description="calibrated mode: after calibration the threshold keeps following the "
+        "quantile + margin of the camera's last this many scores outside events (day and night, weather); "
+        "0 = frozen after calibration")
+    threshold_adapt_step: float = Field(
+        0.002, ge=0, le=0.1, description="most the learnt threshold moves per segment: slow drift is followed, "
+        "an anomaly (its segments are inside an event, so never in the window) is not absorbed")
     smoothing_alpha: float = Field(1.0, gt=0, le=1, description="EMA weight of the newest score; 1 = none")
     pre_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip starts this long before the event")
     post_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip ends this long after the event")

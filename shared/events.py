@@ -12,7 +12,11 @@ Rules (per segment, in seq order):
   as the camera's normal period and raise no event; then
   threshold = max(calibration_floor, quantile_q(normal smoothed scores) + margin), capped
   at 0.99 (scores of different cameras and models live on different scales),
-  release = 0.8 × threshold. Fixed mode uses the configured thresholds from the start;
+  release = 0.8 × threshold. Then the threshold keeps adapting to normal drift: every segment
+  scored while no event is open joins a window of the last ``adapt_window`` such scores, and
+  the threshold moves towards the window's quantile + margin by at most ``adapt_step``; the
+  segments of an event never enter the window, so an anomaly is not absorbed. Fixed mode uses
+  the configured thresholds from the start;
 - an event opens after ``min_event_segments`` consecutive smoothed scores ≥ ``threshold``;
   it starts at the first of them (the pending segments belong to it);
 - an open event is extended by every segment; it ends after ``end_after_segments``
@@ -74,6 +78,9 @@ class EventTracker:
     calib_q: float = 0.95
     calib_margin: float = 0.05
     calib_floor: float = 0.05
+    adapt_window: int = 0  # calibrated mode: recent scores outside events the threshold follows
+    adapt_step: float = 0.0
+    recent: list[float] = field(default_factory=list)
     seen: int = 0
     normal_scores: list[float] = field(default_factory=list)
     smoothed: float | None = None
@@ -97,6 +104,8 @@ class EventTracker:
             calib_q=params.calibration_quantile,
             calib_margin=params.calibration_margin,
             calib_floor=params.calibration_floor,
+            adapt_window=params.threshold_adapt_window if cal else 0,
+            adapt_step=params.threshold_adapt_step,
         )
 
     @property
@@ -109,13 +118,17 @@ class EventTracker:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EventTracker:
-        return cls(**d)
+        return cls(**d)  # a state stored before adaptation existed takes the dataclass defaults: frozen
 
     def retune(self, params: CameraParams) -> None:
         """New settings (reconfigure) apply from the next segment on; state and a learnt
         threshold are kept (a fixed-mode camera takes the new thresholds)."""
         if params.threshold_mode == "fixed":
             self.threshold, self.release, self.calibrated = params.threshold, params.release, True
+            self.adapt_window, self.recent = 0, []
+        else:
+            self.adapt_window, self.adapt_step = params.threshold_adapt_window, params.threshold_adapt_step
+            self.recent = self.recent[-self.adapt_window:] if self.adapt_window else []
         self.min_event_segments, self.end_after_segments = params.min_event_segments, params.end_after_segments
         self.alpha = params.smoothing_alpha
 
@@ -132,9 +145,22 @@ class EventTracker:
         learnt = float(np.quantile(np.asarray(self.normal_scores), self.calib_q)) + self.calib_margin
         self.threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
         self.release = round(0.8 * self.threshold, 6)
+        self.recent = self.normal_scores[-self.adapt_window:] if self.adapt_window else []
         self.normal_scores = []
         self.calibrated = True
         return False
+
+    def _adapt(self, s: float) -> None:
+        """One score outside events: move the learnt threshold a bounded step towards the window's level."""
+        import numpy as np
+
+        self.recent = (self.recent + [round(s, 6)])[-self.adapt_window:]
+        if len(self.recent) < max(2, self.calib_n):
+            return
+        target = min(0.99, max(self.calib_floor, float(np.quantile(np.asarray(self.recent), self.calib_q)) + self.calib_margin))
+        step = min(max(target - self.threshold, -self.adapt_step), self.adapt_step)
+        self.threshold = round(self.threshold + step, 6)
+        self.release = round(0.8 * self.threshold, 6)
 
     # -- the rule
     def update(
@@ -153,6 +179,8 @@ class EventTracker:
         out: list[Transition] = []
         if not self.calibrated and self._calibrate(s):
             return out
+        if self.open is None and self.adapt_window:
+            self._adapt(s)
         if self.open is None:
             if s >= self.threshold:
                 self.pending.append(asdict(seg))

@@ -73,7 +73,7 @@ def test_calibrated_threshold_learnt_from_normal_period():
     normal = [0.55, 0.6, 0.58, 0.62, 0.57, 0.6]
     out, tr = run([0.99, 0.99] + normal + [0.66, 0.9, 0.9, 0.2], threshold_mode="calibrated", threshold=0.9,
                   calibration_floor=0.3, calibration_skip_segments=2, calibration_segments=6,
-                  calibration_quantile=1.0, calibration_margin=0.05)
+                  calibration_quantile=1.0, calibration_margin=0.05, threshold_adapt_window=0)
     # max(normal) + margin; the fixed-mode threshold (0.9) plays no part, the floor (0.3) is not reached
     assert tr.threshold == 0.67 and tr.release == round(0.8 * 0.67, 6)
     # nothing fires while skipping or calibrating (the 0.99s); 0.66 < 0.67 stays quiet
@@ -84,3 +84,35 @@ def test_calibration_never_goes_below_the_floor():
     _, tr = run([0.1] * 4, threshold_mode="calibrated", calibration_floor=0.5, calibration_skip_segments=0,
                 calibration_segments=4)
     assert tr.threshold == 0.5 and not tr.calibrating
+
+
+def _drift_run(adapt_window: int):
+    """A camera whose normal level drifts up slowly (dusk: 0.20 -> 0.45 over 1,500 segments,
+    ~1.7 h at 4 s a segment), then one real anomaly of 40 segments at 0.95."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    level = np.concatenate([np.full(100, 0.20), np.linspace(0.20, 0.45, 1500), np.full(200, 0.45)])
+    scores = list(np.clip(level + rng.normal(0, 0.02, len(level)), 0, 1)) + [0.95] * 40 + [0.45] * 20
+    tr = EventTracker.for_camera("cam", CameraParams(calibration_skip_segments=0, calibration_segments=32,
+                                                     threshold_adapt_window=adapt_window))
+    out, thresholds = [], []
+    for i, s in enumerate(scores):
+        out += [(t.kind, t.event.first_seq) for t in tr.update(segment_id=f"s{i}", seq=i, t_start=T0, t_end=T0,
+                                                               score=float(s))]
+        thresholds.append(tr.threshold)
+    return out, thresholds
+
+
+def test_threshold_follows_slow_drift_but_not_an_anomaly():
+    frozen, thr_frozen = _drift_run(adapt_window=0)
+    adapting, thr = _drift_run(adapt_window=256)
+    new_frozen = [s for k, s in frozen if k == "new"]
+    new = [s for k, s in adapting if k == "new"]
+    # frozen after the first 32 segments, the threshold (~0.28) is crossed by normal footage at dusk:
+    # false alarms, and the last one never ends (normal scores stay above its release)
+    assert len([s for s in new_frozen if s < 1800]) >= 5 and thr_frozen[-1] == thr_frozen[40]
+    # adapting, normal drift raises no event, the threshold climbs with the level ...
+    assert [s for s in new if s < 1800] == [] and thr[1799] > 0.45
+    # ... and the anomaly still opens exactly one event, during which the threshold stands still
+    assert new == [1800] and thr[1800] == thr[1839]
