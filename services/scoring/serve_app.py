@@ -321,8 +321,10 @@ def build_app(
     )
     enc_args = (backbone, torch_threads, max_batch_size, batch_wait_timeout_s, mode)
     enc = _pinned(enc, *enc_args).bind(*enc_args)
+    # Score checks a camera's normality version against the geometry Detect serves: give it Detect's detector
+    sc_config = {**({"detector": detector} if detector else {}), **(user_config or {})}
     sc = Score.options(
-        num_replicas=scorer_replicas, max_ongoing_requests=max_ongoing_requests, user_config=user_config or {},
+        num_replicas=scorer_replicas, max_ongoing_requests=max_ongoing_requests, user_config=sc_config,
         ray_actor_options={"num_cpus": scorer_num_cpus},
     )
     sc_args = (backbone, heads, streams, torch_threads, mode)

@@ -87,12 +87,10 @@ class Observation:
     """What Detect found in one segment; travels Detect → Encode → Score."""
 
     boxes: list[list[Box]]  # per frame, in pixels of the input frames
-    work_boxes: list[list[Box]]  # the same boxes in work-resolution pixels
     tubes: np.ndarray | None  # uint8 [N, context+1, S, S, 3]: context crops, then the crop scored (None: not made)
     owner: np.ndarray  # int [N]: the frame of each tube
     speeds: np.ndarray  # float [N]: box speed (work pixels per flow gap)
     context: np.ndarray  # float32 [N, 4]: scene cues of each box
-    work_size: tuple[int, int] = (0, 0)  # (w, h) of the work frames
 
 
 def new_detector_state(geometry: NormalityConfig, fps: float) -> DetectorState:
@@ -157,10 +155,10 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
     boxes = [[_scale_box(b, sx, sy, big_w, big_h) for b in fb] for fb in work_boxes]
     size = cfg.tube.size
     obs = Observation(
-        boxes=boxes, work_boxes=work_boxes,
+        boxes=boxes,
         tubes=None if not tubes else np.stack(crops) if crops else np.zeros((0, n + 1, size, size, 3), np.uint8),
         owner=np.asarray(owner, np.int64), speeds=np.asarray(speeds, np.float64),
-        context=box_context([b for fb in work_boxes for b in fb], w, h), work_size=(w, h),
+        context=box_context([b for fb in work_boxes for b in fb], w, h),
     )
     keep = cfg.tube.history(state.fps)
     state.grey = buf[-keep:].copy()
@@ -175,8 +173,9 @@ def encode(model: Any, frames: np.ndarray, obs: Observation | None) -> Any:
 
 
 def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: float,
-                   tail: list[float]) -> tuple[np.ndarray, np.ndarray, list[float], dict[str, np.ndarray]]:
-    """Object normality per frame: (calibrated score, smoothed), new smoothing tail, raw per-frame stream peaks."""
+                   tail: list[float]) -> tuple[np.ndarray, list[float], dict[str, np.ndarray]]:
+    """Object normality per frame: the smoothed gated score (normalised scale), the new smoothing
+    tail, and each calibrated sub-stream's per-frame maximum."""
     cfg = nm.config
     raw_frame = np.full(n_frames, cfg.empty_score, dtype=np.float64)
     peaks: dict[str, np.ndarray] = {}
@@ -196,7 +195,7 @@ def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: flo
     seq = np.concatenate([np.asarray(tail, np.float64), raw_frame])
     smoothed = gaussian_smooth(seq, sigma)[-n_frames:]
     new_tail = [float(x) for x in seq[-r:]] if r else []
-    return raw_frame, smoothed, new_tail, peaks
+    return smoothed, new_tail, peaks
 
 
 @torch.no_grad()
@@ -236,7 +235,7 @@ def score(zero_shot: Any, normality: NormalityModel | None, enc: Any, obs: Obser
     if normality is not None and "objects" in streams and obs is not None and obs.tubes is not None:
         if obj_state.get("version") != normality.version:
             obj_tail = []  # other heads: their raw scale differs
-        _, obj_raw, obj_tail, peaks = _object_frames(normality, obs, n_frames, fps, obj_tail)
+        obj_raw, obj_tail, peaks = _object_frames(normality, obs, n_frames, fps, obj_tail)
         cal = normality.calibration.get(FUSED)
         obj_frames = cal.probability(obj_raw) if cal is not None else expit(4.0 * (obj_raw - 1.0))
         for k, v in peaks.items():
