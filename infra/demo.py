@@ -78,9 +78,11 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     from services.scoring.evidence_maintainer import EvidenceMaintainer
     from services.scoring.sink import Sink
     from services.scoring.worker import ScoringWorker
+    from services.trainer.registry import serving_user_config
     from vigil.bus import ensure_topics, make_consumer, make_producer
     from vigil.db import make_engine
     from vigil.models import Event, SegmentScore
+    from vigil.normal_period import NormalPeriodRecorder
     from vigil.objectstore import ObjectStore
 
     settings = _demo_settings(settings, n_cameras)
@@ -102,9 +104,12 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         engine = make_engine(s.database_url)
         ensure_topics(s.kafka)
         echo(f"deploying the scoring app (backbone {s.model.backbone}) ...")
-        handle = deploy_scoring_app(s)
+        store = ObjectStore(s.s3)
+        # the cameras' own normality versions and the active heads, as vigil score-worker deploys them
+        handle = deploy_scoring_app(s, user_config=serving_user_config(s, engine, store))
         worker = ScoringWorker(
-            s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=ObjectStore(s.s3),
+            s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
+            recorder=NormalPeriodRecorder(engine, store),
             producer=make_producer(s.kafka, "vigil-scoring"),
             consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
         )

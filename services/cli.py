@@ -152,8 +152,10 @@ def _start_worker(s: Settings, *, metrics_port: int | None = None, deploy: bool 
         from vigil.metrics import serve_metrics
 
         serve_metrics(metrics_port)
+    from vigil.normal_period import NormalPeriodRecorder
+
     return ScoringWorker(
-        s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
+        s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store, recorder=NormalPeriodRecorder(engine, store),
         producer=make_producer(s.kafka, "vigil-scoring"),
         consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
     )
@@ -165,18 +167,26 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
                  deploy: Annotated[bool, typer.Option(
                      "--deploy/--no-deploy",
                      help="deploy the Serve app (embedded stack) or use the one already running (RayService)")] = True,
+                 auto_train: Annotated[bool, typer.Option(
+                     "--auto-train/--no-auto-train",
+                     help="train each camera's normality when its normal period completes (vigil train-normal --watch "
+                     "in this process)")] = True,
                  ) -> None:
     """Consume segments, score them on the Serve app, store results, emit events."""
     from services.scoring.evidence_maintainer import EvidenceMaintainer
+    from services.trainer.normal_camera import NormalPeriodWatcher
 
     s = _resolved(_settings(config, state_dir))
     worker = _start_worker(s, metrics_port=metrics_port, deploy=deploy)
     evidence = EvidenceMaintainer(worker.store, worker.sink.engine, s).start()
+    watcher = NormalPeriodWatcher(s).start() if auto_train else None
     with _StopOnSignal() as stop:
         threading.Thread(target=lambda: (stop.wait(), worker.stop.set()), daemon=True).start()
         worker.run()
     worker.close()
     evidence.close()
+    if watcher is not None:
+        watcher.close()
 
 
 @app.command()
@@ -288,22 +298,59 @@ def cleanup(config: ConfigOpt = None, state_dir: StateOpt = None,
 
 @app.command("train-normal")
 def train_normal_cmd(
-    frames: Annotated[list[Path], typer.Argument(help="normal clips: folders of frames or video files")],
-    out: Annotated[Path, typer.Option(help="output folder (checkpoint + resumable training state)")],
+    frames: Annotated[Optional[list[Path]], typer.Argument(help="normal clips: folders of frames or video files")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (checkpoint + resumable training state)")] = None,
+    camera: Annotated[Optional[str], typer.Option(
+        help="train this camera's normality from its recorded normal period (a Ray Train job), check it on "
+        "held-out normal clips, register and activate it")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="run until Ctrl-C, training each camera whose normal "
+                                                      "period completes")] = False,
+    activate: Annotated[bool, typer.Option("--activate/--no-activate", help="with --camera: serve it")] = True,
+    force: Annotated[bool, typer.Option(help="with --camera: train on a period still recording")] = False,
     fps: Annotated[float, typer.Option(help="frame rate of the clips")] = 10.0,
-    steps: Annotated[int, typer.Option(min=1, help="training steps (the same default as vigil eval)")] = 300,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="training steps (default: normality.steps, 300)")] = None,
     seed: int = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
     threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+    config: ConfigOpt = None, state_dir: StateOpt = None,
 ) -> None:
-    """Learn a camera's normality from normal footage only (self-supervised DPC/InfoNCE)."""
+    """Learn a camera's normality from normal footage only (self-supervised DPC/InfoNCE).
+
+    Either from clips on this machine (CLIPS --out DIR), or from a camera's own recorded normal
+    period in the platform (--camera ID; --watch does it for every camera when its period ends)."""
+    if camera or watch:
+        if frames or out:
+            raise _fail("--camera/--watch train from the platform's recorded footage: drop CLIPS and --out")
+        from infra.embedded import ray_init_client
+        from services.trainer.normal_camera import NormalPeriodWatcher, NormalTrainingError, train_camera
+
+        s = _resolved(_settings(config, state_dir))
+        ray_init_client(s)
+        if watch:
+            watcher = NormalPeriodWatcher(s, steps=steps, echo=typer.echo).start()
+            typer.echo("training each camera whose normal period completes; Ctrl-C to stop")
+            with _StopOnSignal() as stop:
+                stop.wait()
+            watcher.close()
+            return
+        try:
+            res = train_camera(s, camera, steps=steps, activate=activate, force=force, seed=seed, echo=typer.echo)
+        except NormalTrainingError as exc:
+            raise _fail(str(exc)) from None
+        typer.echo(json.dumps({"run_id": res.run_id, "camera_id": res.camera_id, "version": res.version,
+                               "registered": res.registered, "activated": res.activated, "reason": res.reason}))
+        if not res.registered:
+            raise typer.Exit(1)
+        return
+    if not frames or out is None:
+        raise _fail("give normal clips and --out DIR, or --camera ID to train from a camera's recorded normal period")
     from services.trainer.normality import train_normal
 
-    _settings(None)
+    _settings(config, state_dir)
     missing = [str(f) for f in frames if not f.exists()]
     if missing:
         raise _fail(f"no such folder of frames or video file: {', '.join(missing)}")
-    path = train_normal(frames, out, fps=fps, steps=steps, seed=seed, resume=resume, threads=threads)
+    path = train_normal(frames, out, fps=fps, steps=steps or 300, seed=seed, resume=resume, threads=threads)
     typer.echo(f"normality model written to {path}")
 
 

@@ -100,6 +100,25 @@ class ModelSettings(_Strict):
     prompt_set: str = Field("default", description="name of the prompt set used when a camera names none")
 
 
+class NormalitySettings(_Strict):
+    """How a camera's object normality is learnt from its normal period (``vigil train-normal --camera``)."""
+
+    steps: int = Field(300, ge=1, le=100_000, description="training steps (the same default as vigil eval)")
+    clip_segments: int = Field(
+        8, ge=1, le=256, description="consecutive recorded segments joined into one training clip (tubes reach "
+        "across segment boundaries inside a clip)")
+    check_fraction: float = Field(
+        0.15, gt=0, lt=0.5, description="last part of the period held out of training to check the new version on")
+    max_check_exceedance: float = Field(
+        0.05, gt=0, le=1, description="the new version is refused when more than this fraction of the held-out "
+        "normal frames score above the 99th percentile of its calibration frames (about 0.01 expected)")
+    cpus: float = Field(
+        0.25, gt=0, description="CPUs the Ray Train worker reserves: a quarter fits beside the Serve app on a "
+        "2-core box (it trains with torch_threads threads whatever it reserves)")
+    torch_threads: int = Field(1, ge=1, le=256)
+    watch_interval_s: float = Field(10.0, gt=0, description="how often complete normal periods are looked for")
+
+
 class RetentionSettings(_Strict):
     """What to keep, and for how long (``vigil cleanup``; see vigil.retention)."""
 
@@ -194,6 +213,11 @@ class CameraParams(_Strict):
     end_after_segments: int = Field(1, ge=1, description="segments under release before an event ends")
     context: str = Field("default", description="site or camera group; selects the prompt set")
     prompt_set: str | None = None
+    normal_period_s: float = Field(
+        1800.0, ge=0, le=7 * 24 * 3600, description="seconds of the camera's own footage recorded into the object "
+        "store (normal/<camera>/) to learn its object normality from; 0 = record nothing")
+    normal_auto_train: bool = Field(
+        True, description="train the camera's normality (a Ray Train job) as soon as its normal period is complete")
 
     @model_validator(mode="after")
     def _release_below_open(self) -> CameraParams:
@@ -235,6 +259,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    normality: NormalitySettings = Field(default_factory=NormalitySettings)
     camera_defaults: CameraParams = Field(default_factory=CameraParams)
     cameras: list[CameraConfig] = Field(default_factory=list)
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator
 
 from sqlalchemy import JSON, Column, DateTime, Index, Text
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
 
 
 def utcnow() -> datetime:
@@ -295,8 +295,14 @@ class FeedbackPublic(FeedbackBase):
 # ---------------------------------------------------------------- model versions and training runs
 
 
+MODEL_KIND_HEADS = "heads"  # the zero-shot model's trained heads: one active version for every camera
+MODEL_KIND_NORMALITY = "normality"  # one camera's object normality: one active version per camera
+
+
 class ModelVersionBase(SQLModel):
     backbone: str = Field(max_length=200)
+    kind: str = Field(default=MODEL_KIND_HEADS, max_length=16, description="heads | normality (0006)")
+    camera_id: str | None = Field(default=None, max_length=64, description="the camera a normality version scores")
     description: str | None = Field(default=None, max_length=1000)
     checkpoint_key: str | None = Field(default=None, max_length=500)
     metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -304,10 +310,21 @@ class ModelVersionBase(SQLModel):
 
 class ModelVersion(ModelVersionBase, table=True):
     __tablename__ = "model_versions"
+    __table_args__ = (Index("ix_model_versions_camera", "camera_id", "active"),)
     id: str = Field(primary_key=True, max_length=200)
     active: bool = Field(default=False)
     created_at: datetime = _created()
     activated_at: datetime | None = _ts_opt()
+
+
+def active_peers(version: ModelVersion) -> Any:
+    """What activating ``version`` deactivates: the other active heads versions, or the other
+    active normality versions of the same camera (a select statement)."""
+    q = select(ModelVersion).where(ModelVersion.active == True, ModelVersion.kind == version.kind,  # noqa: E712
+                                   ModelVersion.id != version.id)
+    if version.kind == MODEL_KIND_NORMALITY:
+        q = q.where(ModelVersion.camera_id == version.camera_id)
+    return q
 
 
 class ModelVersionCreate(ModelVersionBase):
@@ -319,6 +336,31 @@ class ModelVersionPublic(ModelVersionBase):
     active: bool
     created_at: UtcDateTime
     activated_at: UtcDateTime | None = None
+
+
+class NormalPeriod(SQLModel, table=True):
+    """A camera's normal period: its own live footage recorded into the object store to learn
+    its normality from (``normal/<camera>/…``, kept out of retention), how long and which hours.
+
+    ``status``: recording → complete (enough footage) → training → trained | failed. Each
+    entry of ``clips`` is one recorded segment: ``{"key", "seq", "t_start", "seconds"}``.
+    """
+
+    __tablename__ = "normal_periods"
+    camera_id: str = Field(primary_key=True, max_length=64)
+    status: str = Field(default="recording", max_length=16)
+    target_s: float = Field(description="seconds of footage the period needs")
+    recorded_s: float = 0.0
+    fps: float | None = None
+    clips: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    hours: list[float] = Field(default_factory=lambda: [0.0] * 24, sa_column=Column(JSON, nullable=False),
+                               description="recorded seconds per UTC hour of day")
+    started_at: datetime = _created()
+    ended_at: datetime | None = _ts_opt()
+    run_id: str | None = Field(default=None, max_length=200)
+    model_version: str | None = Field(default=None, max_length=200)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: datetime = _created()
 
 
 class TrainingRunBase(SQLModel):

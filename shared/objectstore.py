@@ -95,6 +95,12 @@ class ObjectStore:
 
         return self._retry(f"get {key}", go)
 
+    def copy(self, src: str, dst: str) -> None:
+        """Server-side copy inside the bucket (the bytes never pass through this process)."""
+        from minio.commonconfig import CopySource
+
+        self._retry(f"copy {src} -> {dst}", lambda: self.client.copy_object(self.bucket, dst, CopySource(self.bucket, src)))
+
     def exists(self, key: str) -> bool:
         try:
             self._retry(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))

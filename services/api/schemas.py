@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer
 
@@ -120,3 +120,11 @@ class CameraHealth(BaseModel):
     last_seq: int | None = None
     scored_at: UtcDateTime | None = Field(None, description="when the scoring state was last written")
     stall_after_s: float
+    scored_by: str = Field(
+        "zero-shot defaults", description="which model scores the camera: its own normality version, or the "
+        "zero-shot defaults until it has one")
+    normality_version: str | None = Field(None, description="the camera's active object-normality version")
+    last_model_version: str | None = Field(None, description="the model version that scored its newest segment")
+    normal_period: dict[str, Any] | None = Field(
+        None, description="the camera's normal period: status (recording | complete | training | trained | failed), "
+        "recorded_s, target_s, hours (seconds per UTC hour), error")

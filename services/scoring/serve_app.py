@@ -41,15 +41,18 @@ log = logging.getLogger(__name__)
 SERVE_CONFIG = Path(__file__).with_name("serve_config.yaml")
 
 
-def _load_normality(ref: str, camera_id: str, geometry: Any):
-    """A camera's object-normality version from its checkpoint (a ``normality.pt``), refused when
-    it was trained on another object geometry than Detect serves (its tubes would not match)."""
+def _load_normality(ref: str, camera_id: str, geometry: Any, s3: dict[str, Any] | None = None):
+    """A camera's object-normality version from its checkpoint (an artefact reference:
+    ``s3://bucket/key`` from the registry, or a local ``normality.pt``), refused when it was
+    trained on another object geometry than Detect serves (its tubes would not match)."""
+    from vigil.artefacts import fetch
     from vigil.model.normality import NormalityModel
 
-    path = Path(ref.removeprefix("file:"))
-    if not path.is_file():
-        raise FileNotFoundError(f"normality version for camera {camera_id!r}: no checkpoint at {ref!r}; "
-                                f"train one with `vigil train-normal` and give its normality.pt")
+    try:
+        path = fetch(ref, s3)
+    except (FileNotFoundError, KeyError) as exc:
+        raise FileNotFoundError(f"normality version for camera {camera_id!r}: no checkpoint at {ref!r} ({exc}); "
+                                f"train one with `vigil train-normal`") from None
     model = NormalityModel.load(path)
     keys = ("mode", "detector", "tube", "work_side")
     got, served = model.config.model_dump(include=set(keys)), geometry.model_dump(include=set(keys))
@@ -179,7 +182,7 @@ class Score:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``{"heads": path|None, "prompt_sets": {name: PromptSet}, "thresholds": {camera|"default": x},
-        "normality": {camera: checkpoint}}``.
+        "normality": {camera: artefact ref}, "object_store": S3 settings (to fetch s3:// refs)}``.
 
         Everything new is built first and swapped in by assignment: a request in flight
         finishes on the old objects, the next one uses the new ones.
@@ -201,7 +204,7 @@ class Score:
         normality = {}
         for cam, ref in refs.items():
             if ref not in loaded:
-                loaded[ref] = _load_normality(ref, cam, geometry)
+                loaded[ref] = _load_normality(ref, cam, geometry, user_config.get("object_store"))
             normality[cam] = loaded[ref]
         self.model, self.heads, self.prompt_sets, self.thresholds = model, heads, prompt_sets, thresholds
         self.normality, self.normality_refs = normality, refs

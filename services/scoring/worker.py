@@ -46,6 +46,7 @@ from vigil import metrics
 from vigil.config import CameraParams, Settings
 from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef, decode
 from vigil.events import EventTracker
+from vigil.normal_period import NormalPeriodRecorder
 from vigil.objectstore import ObjectMissing, ObjectStore
 from vigil.segments import SegmentDecodeError, decode_segment
 
@@ -134,8 +135,11 @@ class ScoringWorker:
         max_inflight: int = 32,
         prefetch_threads: int = 2,
         stats_fn: Callable[[], dict[str, Any]] | None = None,
+        recorder: NormalPeriodRecorder | None = None,
     ) -> None:
         self.settings = settings
+        # each camera's normal period (footage its normality is learnt from); None = record nothing
+        self.recorder = recorder
         self.score_fn = score_fn
         self.sink = sink
         self.store = store
@@ -251,6 +255,12 @@ class ScoringWorker:
             return
         rt.tracker, rt.model_state, rt.detector_state = tracker, result.get("state") or {}, detector_state
         metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - t0)
+        if self.recorder is not None:
+            try:
+                self.recorder.record(ref, params, in_event=tracker.open is not None)
+            except Exception as exc:  # noqa: BLE001  a clip fewer in the normal period, never a lost score
+                log.warning("camera %s: segment %s not recorded into its normal period: %s",
+                            ref.camera_id, ref.segment_id, exc)
         metrics.SEGMENTS_SCORED.inc()
         metrics.FRAMES_SCORED.inc(ref.n_frames)
         metrics.E2E_LATENCY.observe(max(0.0, (datetime.now(UTC) - ref.t_end).total_seconds()))

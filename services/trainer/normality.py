@@ -287,16 +287,11 @@ def _speeds(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def calibrate_served(model: NormalityModel, sources: Sequence[str | Path], fps: float,
-                     zero_shot: Any = None, segment_frames: int = 16) -> dict[str, Any]:
-    """Put the served detector's streams on its fusion scale, measured on held-out normal clips.
-
-    Runs every clip through the served stages (:mod:`vigil.model.stages`: detect → encode →
-    score, one cold camera per clip) and fits, on what they emit before the squash, the
-    calibration of the smoothed object score (``fused``) and, with a ``zero_shot`` model, of its
-    segment score (``zero_shot``, tied to that model's version): 0.5 on the fusion scale is then
-    the 99th percentile of this camera's normal footage for each.
-    """
+def served_scores(model: NormalityModel, sources: Sequence[str | Path], fps: float, zero_shot: Any = None,
+                  segment_frames: int = 16) -> tuple[list[float], list[float]]:
+    """Every clip through the served stages (:mod:`vigil.model.stages`: detect → encode →
+    score, one cold camera per clip): the raw object frame scores and the raw zero-shot
+    segment scores they emit before calibration and the squash."""
     from itertools import islice
 
     from vigil.model import stages
@@ -314,6 +309,21 @@ def calibrate_served(model: NormalityModel, sources: Sequence[str | Path], fps: 
             objects.extend(res["raw"]["objects"] or [])
             if res["raw"]["zero_shot"] is not None:
                 zs.append(res["raw"]["zero_shot"])
+    return objects, zs
+
+
+def calibrate_served(model: NormalityModel, sources: Sequence[str | Path], fps: float,
+                     zero_shot: Any = None, segment_frames: int = 16) -> dict[str, Any]:
+    """Put the served detector's streams on its fusion scale, measured on held-out normal clips.
+
+    Fits, on what :func:`served_scores` emits for the clips, the calibration of the smoothed
+    object score (``fused``) and, with a ``zero_shot`` model, of its segment score
+    (``zero_shot``, tied to that model's version): 0.5 on the fusion scale is then the 99th
+    percentile of this camera's normal footage for each.
+    """
+    from vigil.model import stages
+
+    objects, zs = served_scores(model, sources, fps, zero_shot, segment_frames)
     model.calibration[stages.FUSED] = fit_calibration(objects)
     info: dict[str, Any] = {"served_calibration_frames": len(objects)}
     if zero_shot is not None and len(zs) >= 2:

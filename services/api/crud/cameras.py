@@ -7,7 +7,9 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from vigil.models import Camera, CameraCreate, CameraState, SegmentScore, utcnow
+from vigil.models import (
+    MODEL_KIND_NORMALITY, Camera, CameraCreate, CameraState, ModelVersion, NormalPeriod, SegmentScore, utcnow,
+)
 
 
 def list_cameras(session: Session, *, allowed_cameras: frozenset[str] | None) -> Sequence[Camera]:
@@ -69,3 +71,13 @@ def camera_state(session: Session, *, camera_id: str) -> tuple[CameraState | Non
         .order_by(SegmentScore.t_start.desc()).limit(1)
     ).first()
     return state, last
+
+
+def camera_models(session: Session, *, camera_id: str) -> tuple[ModelVersion | None, NormalPeriod | None]:
+    """The camera's active object-normality version and its normal period (either may be None)."""
+    version = session.exec(
+        select(ModelVersion).where(ModelVersion.kind == MODEL_KIND_NORMALITY, ModelVersion.camera_id == camera_id,
+                                   ModelVersion.active == True)  # noqa: E712
+        .order_by(ModelVersion.activated_at.desc()).limit(1)
+    ).first()
+    return version, session.get(NormalPeriod, camera_id)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlmodel import Session, select, update
+from sqlmodel import Session, select
 
-from vigil.models import ModelVersion, ModelVersionCreate, TrainingRun, utcnow
+from vigil.models import MODEL_KIND_HEADS, ModelVersion, ModelVersionCreate, TrainingRun, active_peers, utcnow
 
 
 def list_model_versions(session: Session) -> Sequence[ModelVersion]:
@@ -18,7 +18,8 @@ def get_model_version(session: Session, *, version_id: str) -> ModelVersion | No
 
 
 def active_model_version(session: Session) -> ModelVersion | None:
-    return session.exec(select(ModelVersion).where(ModelVersion.active == True)).first()  # noqa: E712
+    return session.exec(select(ModelVersion).where(ModelVersion.active == True,  # noqa: E712
+                                                  ModelVersion.kind == MODEL_KIND_HEADS)).first()
 
 
 def create_model_version(session: Session, *, version_in: ModelVersionCreate) -> ModelVersion:
@@ -30,8 +31,11 @@ def create_model_version(session: Session, *, version_in: ModelVersionCreate) ->
 
 
 def activate_model_version(session: Session, *, version: ModelVersion) -> ModelVersion:
-    """Deactivate every other version and activate this one, in one transaction."""
-    session.exec(update(ModelVersion).where(ModelVersion.id != version.id).values(active=False))
+    """Deactivate its peers (the other heads versions, or the camera's other normality
+    versions) and activate this one, in one transaction."""
+    for peer in session.exec(active_peers(version)).all():
+        peer.active = False
+        session.add(peer)
     version.active = True
     version.activated_at = utcnow()
     session.add(version)

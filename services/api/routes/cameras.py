@@ -119,8 +119,14 @@ def camera_health(camera_id: CameraId, session: SessionDep, principal: ViewerDep
         verdict = "unknown"
     else:
         verdict = "running" if utcnow() - max(seen) <= timedelta(seconds=stall) else "stalled"
+    version, period = crud.camera_models(session, camera_id=camera_id)
     return CameraHealth(
         camera_id=camera_id, state=verdict, last_segment_at=last.t_end if last else None,
         last_seq=state.last_seq if state else (last.seq if last else None),
         scored_at=state.updated_at if state else None, stall_after_s=stall,
+        scored_by=f"own normality {version.id}" if version else "zero-shot defaults",
+        normality_version=version.id if version else None, last_model_version=last.model_version if last else None,
+        normal_period=None if period is None else {
+            "status": period.status, "recorded_s": round(period.recorded_s, 1), "target_s": period.target_s,
+            "clips": len(period.clips), "hours": period.hours, "run_id": period.run_id, "error": period.error},
     )

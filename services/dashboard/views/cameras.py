@@ -11,21 +11,32 @@ from services.dashboard.client import ApiError, EndpointMissing, describe
 SOURCE_TYPES = ["file", "rtsp", "http", "frames", "synthetic"]
 
 
-def health_of(client, cams: list[dict]) -> tuple[dict[str, str], bool]:  # noqa: ANN001
-    """Each camera's ingest health, and whether the API offers it at all."""
-    out: dict[str, str] = {}
+def period_text(p: dict | None) -> str:
+    """A camera's normal period in words: how far it is, or what became of it."""
+    if not p:
+        return "not recorded"
+    done = f"{p['recorded_s'] / 60:.0f} of {p['target_s'] / 60:.0f} min"
+    text = {"recording": f"recording, {done}", "complete": f"complete ({done}), training queued",
+            "training": f"training ({p.get('run_id')})", "trained": "trained"}.get(p["status"], p["status"])
+    return f"{text}: {p['error']}" if p.get("error") else text
+
+
+def health_of(client, cams: list[dict]) -> tuple[dict[str, dict[str, str]], bool]:  # noqa: ANN001
+    """Each camera's health, the model scoring it and its normal period; and whether the API offers it at all."""
+    out: dict[str, dict[str, str]] = {}
     for cam in cams:
         try:
             h = client.camera_health(cam["id"])
         except EndpointMissing:
             return {}, False
         except ApiError as exc:
-            out[cam["id"]] = f"unknown ({exc.status})"
+            out[cam["id"]] = {"health": f"unknown ({exc.status})"}
             continue
         state = h.get("state") or h.get("status") or "unknown"
         state = "no segments yet" if state == "unknown" else state
         extra = f", last segment {pd.Timestamp(h['last_segment_at']):%Y-%m-%d %H:%M:%S} UTC" if h.get("last_segment_at") else ""
-        out[cam["id"]] = f"{state}{extra}"
+        out[cam["id"]] = {"health": f"{state}{extra}", "scored by": h.get("scored_by") or "n/a",
+                          "normal period": period_text(h.get("normal_period"))}
     return out, True
 
 
@@ -47,8 +58,9 @@ def render() -> None:
         return
     health, has_health = health_of(client, cams)
     if cams:
+        na = {"health": "n/a", "scored by": "n/a", "normal period": "n/a"}
         st.dataframe(pd.DataFrame([{"id": c["id"], "name": c.get("name"), "enabled": c["enabled"],
-                                    "health": health.get(c["id"], "n/a"), "source": c["source_type"],
+                                    **{**na, **health.get(c["id"], {})}, "source": c["source_type"],
                                     "source URL set": c["has_source_uri"], "context": c["context"],
                                     "created": pd.Timestamp(c["created_at"])} for c in cams]),
                      hide_index=True, column_config={"enabled": st.column_config.CheckboxColumn(),

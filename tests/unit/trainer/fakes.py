@@ -16,6 +16,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.gets: list[str] = []
+        self.bucket = "vigil"
 
     def put(self, key: str, data: bytes, content_type: str = "") -> None:
         self.objects[key] = bytes(data)
@@ -29,6 +30,9 @@ class MemoryStore:
 
     def exists(self, key: str) -> bool:
         return key in self.objects
+
+    def copy(self, src: str, dst: str) -> None:
+        self.objects[dst] = self.get(src)
 
     def list(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix))
