@@ -396,6 +396,32 @@ def _register_dataset_eval(dataset: str) -> None:
     eval_app.command(dataset)(eval_dataset)
 
 
+@eval_app.command("false-alarms")
+def eval_false_alarms(
+    video: Annotated[Path, typer.Argument(help="a video of normal footage (e.g. ../shared/data/pets2009_vtest/vtest.avi)")],
+    loops: Annotated[int, typer.Option(min=1, help="play it this many times (each seam is a cut in the footage)")] = 10,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the record here")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """False alarms per hour of the served detector on normal footage, through a fresh embedded stack
+    with the live camera defaults (events opened on normal footage are false alarms)."""
+    from services.eval.false_alarms import run_false_alarms
+
+    s = _settings(config)
+    if not video.is_file():
+        raise _fail(f"no such video file: {video}")
+    try:
+        res = run_false_alarms(video, loops=loops, settings=s)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(res, indent=2, default=str))
+    typer.echo(json.dumps({k: res[k] for k in ("video", "loops", "segments", "scored_hours_after_calibration",
+                                               "false_alarms", "false_alarms_not_at_seams", "false_alarms_per_hour",
+                                               "model_versions", "seconds")}, indent=2))
+
+
 for _dataset in _EVAL_LAYOUTS:
     _register_dataset_eval(_dataset)
 
