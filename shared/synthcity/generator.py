@@ -369,21 +369,43 @@ def run_world(scene: str, seed: int, n_frames: int, width: int = 320, height: in
         yield w
 
 
+def lighting_gain(keyframes: Sequence[tuple[int, float]], n_frames: int) -> np.ndarray:
+    """Per-frame scene brightness from ``(frame, gain)`` keyframes, linear in between (a dusk:
+    ``[(a, 1.0), (b, 0.3)]``), held flat before the first and after the last."""
+    if not keyframes:
+        return np.ones(n_frames)
+    ks = sorted((int(f), float(g)) for f, g in keyframes)
+    if any(g <= 0 for _, g in ks):
+        raise ValueError("lighting gains must be > 0")
+    return np.interp(np.arange(n_frames), [f for f, _ in ks], [g for _, g in ks])
+
+
 def render_clip(scene: str, seed: int, n_frames: int, width: int = 320, height: int = 240, fps: float = 10.0,
-                anomalies: Sequence = (), *, night: bool | None = None, warmup_s: float = 20.0) -> Clip:
+                anomalies: Sequence = (), *, night: bool | None = None, warmup_s: float = 20.0,
+                lighting: Sequence[tuple[int, float]] = ()) -> Clip:
     """Render ``n_frames`` of ``scene`` with the given staged behaviours.
 
     ``anomalies``: anomaly type names (spread evenly over the clip), ``(type, start_frame)``
     pairs, dicts ``{"type", "start"}`` or :class:`AnomalySpec`. ``"cycling"`` may be staged
     in any scene; where cycling is normal (street, parking lot) it is labelled 0 but marked
     in ``Clip.staged``. Any other type must be possible in the scene (``SCENE_RULES``).
+
+    ``lighting``: a change of the light over the clip (:func:`lighting_gain` keyframes): each
+    frame's brightness is scaled by its gain and, as a camera's gain control would, the
+    darker it gets the more sensor noise it shows. A normal change, never labelled.
     """
+    gain = lighting_gain(lighting, max(n_frames, 0))
+    light_rng = np.random.default_rng(int(seed) + 7919)
     frames = np.empty((max(n_frames, 0), int(height), int(width), 3), np.uint8)
     labels = np.zeros(max(n_frames, 0), np.int64)
     types, caps, staged = [], [], []
     w = None
     for i, w in enumerate(run_world(scene, seed, n_frames, width, height, fps, anomalies, night=night, warmup_s=warmup_s)):
-        frames[i] = w.render()
+        img = w.render()
+        if gain[i] != 1.0:
+            noisy = img.astype(np.float32) * gain[i] + light_rng.normal(0, 6.0 * max(0.0, 1 - gain[i]), img.shape)
+            img = np.clip(noisy, 0, 255).astype(np.uint8)
+        frames[i] = img
         inf = w.info(i)
         labels[i] = inf.label
         types.append(inf.anomaly_type)
