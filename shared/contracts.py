@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vigil.clock import utcnow
 
 SEGMENTS_TOPIC = "vigil.segments.v1"
 EVENTS_TOPIC = "vigil.events.v1"
@@ -48,7 +50,7 @@ class SegmentRef(_Contract):
     width: int = Field(ge=1)
     height: int = Field(ge=1)
     object_key: str = Field(min_length=1)
-    ingested_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    ingested_at: datetime = Field(default_factory=utcnow)
 
 
 class DescriptionScore(BaseModel):
@@ -101,7 +103,7 @@ class DeadLetter(_Contract):
     offset: int | None = None
     key: str | None = None
     payload_b64: str = Field(description="the original message bytes, base64")
-    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    at: datetime = Field(default_factory=utcnow)
 
     @classmethod
     def wrap(cls, payload: bytes, reason: str, **where: object) -> DeadLetter:

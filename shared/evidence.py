@@ -18,7 +18,7 @@ import logging
 import re
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from sqlmodel import Session, select
 
 from vigil.models import Event, SegmentScore
 from vigil.objectstore import ObjectMissing
+from vigil.clock import as_utc
 from vigil.segments import SegmentDecodeError, decode_segment
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,6 @@ _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 class EvidenceError(RuntimeError):
     """No evidence can be built (unknown event, no stored frames); the message says which."""
-
-
-def _utc(v: datetime) -> datetime:
-    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
 def evidence_prefix(camera_id: str, event_id: str) -> str:
@@ -70,7 +67,7 @@ def _collect(store, segs: list[SegmentScore], ev: Event, start: datetime, end: d
     frames: list[np.ndarray] = []
     fps_seen: list[float] = []
     best: tuple[float, np.ndarray] | None = None
-    ev_start, ev_end = _utc(ev.t_start), _utc(ev.t_end)
+    ev_start, ev_end = as_utc(ev.t_start), as_utc(ev.t_end)
     for seg in segs:
         try:
             decoded = decode_segment(store.get(seg.object_key))
@@ -81,7 +78,7 @@ def _collect(store, segs: list[SegmentScore], ev: Event, start: datetime, end: d
             log.warning("evidence for %s: segment %s is unreadable: %s", ev.id, seg.segment_id, exc)
             continue
         n = len(decoded.frames)
-        s0, s1 = _utc(seg.t_start), _utc(seg.t_end)
+        s0, s1 = as_utc(seg.t_start), as_utc(seg.t_end)
         step = (s1 - s0) / n if n else timedelta(0)
         fps = decoded.meta.get("fps")
         if isinstance(fps, (int, float)) and fps > 0:
@@ -166,8 +163,8 @@ def build_evidence(
         ev = s.get(Event, event_id)
         if ev is None:
             raise EvidenceError(f"no event {event_id!r}")
-        start = _utc(ev.t_start) - timedelta(seconds=pre_roll_s)
-        end = _utc(ev.t_end) + timedelta(seconds=post_roll_s)
+        start = as_utc(ev.t_start) - timedelta(seconds=pre_roll_s)
+        end = as_utc(ev.t_end) + timedelta(seconds=post_roll_s)
         segs = list(s.exec(
             select(SegmentScore)
             .where(SegmentScore.camera_id == ev.camera_id, SegmentScore.t_end > start, SegmentScore.t_start < end)

@@ -5,7 +5,7 @@ Schema changes go through Alembic (``shared/migrations``); never ``create_all`` 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
@@ -13,9 +13,7 @@ from pydantic import AfterValidator
 from sqlalchemy import JSON, Column, DateTime, Index, Text
 from sqlmodel import Field, SQLModel, select
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+from vigil.clock import as_utc, utcnow  # noqa: F401  (utcnow: re-exported for the services)
 
 
 def _ts(**kw: Any) -> Any:
@@ -162,12 +160,7 @@ class CameraState(SQLModel, table=True):
 # (a row whose ``purge_started_at`` is set is being deleted and is hidden by the API).
 
 
-def _to_utc(v: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones. Always UTC out."""
-    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
-
-
-UtcDateTime = Annotated[datetime, AfterValidator(_to_utc)]
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]  # SQLite's naive datetimes out as UTC
 
 
 

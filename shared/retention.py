@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from vigil.config import RetentionSettings
+from vigil.clock import as_utc, utcnow
 from vigil.models import Event, Feedback, SegmentScore
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ class CleanupReport:
     event_objects_deleted: int = 0
     segments_deleted: int = 0
     resumed: int = 0  # events whose deletion an earlier, interrupted run had started
-
-
-def _utc(v: datetime) -> datetime:
-    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
 
 
 def _delete_object(store, key: str | None) -> int:  # noqa: ANN001
@@ -100,7 +97,7 @@ def _purge_segments(store, engine: Engine, cfg: RetentionSettings, now: datetime
             after = segs[-1].segment_id
             # segments a remaining event names are kept (its evidence can be rebuilt from them)
             cams = {g.camera_id for g in segs}
-            lo = min(_utc(g.t_start) for g in segs)
+            lo = min(as_utc(g.t_start) for g in segs)
             keep: set[str] = set()
             for ids in s.exec(select(Event.segment_ids).where(Event.camera_id.in_(cams), Event.t_end >= lo,
                                                              Event.purge_started_at.is_(None))):
@@ -122,7 +119,7 @@ def cleanup(
 ) -> CleanupReport:
     """One retention pass. ``max_batches`` bounds the work of one call (None = until done)."""
     cfg = cfg or RetentionSettings()
-    now = _utc(now or datetime.now(UTC))
+    now = as_utc(now or utcnow())
     report = CleanupReport()
     report.resumed = _finish_marked(store, engine, report, limit=10**9)  # an earlier run's leftovers first
     batches = 0

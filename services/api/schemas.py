@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer
 
+from vigil.clock import as_utc
 from vigil.models import EventPublicFull, FeedbackPublic, SegmentScorePublic, UtcDateTime
 
 
 def _utc(v: datetime | None) -> datetime | None:
-    if v is None:
-        return None
-    return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    return None if v is None else as_utc(v)
 
 
 class EventOut(EventPublicFull):

@@ -15,11 +15,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import cv2
 import numpy as np
 
+from vigil.clock import utcnow
 from vigil import metrics
 from vigil.config import CameraConfig, FileSource, FramesSource, Settings, StreamSource, SyntheticSource
 from vigil.contracts import SegmentRef
@@ -38,7 +39,9 @@ class PendingSegment:
 
 
 @dataclass
-class CameraHealth:
+class SourceHealth:
+    """One camera source as ingest sees it (the API's CameraHealth is the scoring side)."""
+
     camera_id: str
     state: str = "starting"  # starting | streaming | finished | failed
     frames: int = 0
@@ -81,10 +84,10 @@ class CameraIngest:
     buffer_segments: int = 64
     max_segments: int | None = None
     stop: threading.Event = field(default_factory=threading.Event)
-    health: CameraHealth = field(init=False)
+    health: SourceHealth = field(init=False)
 
     def __post_init__(self) -> None:
-        self.health = CameraHealth(self.cam.id)
+        self.health = SourceHealth(self.cam.id)
         self.buffer: queue.Queue[PendingSegment] = queue.Queue(self.buffer_segments)
         self.capture_done = threading.Event()
         self.epoch = int(time.time() * 1000)  # distinguishes this run's segment ids from earlier runs'
@@ -96,7 +99,7 @@ class CameraIngest:
         next_t = 0.0
         frames: list[np.ndarray] = []
         seq = 0
-        wall0 = datetime.now(UTC)
+        wall0 = utcnow()
         seg_t0 = 0.0
         try:
             for t, frame in open_source(self.cam.source, self.stop):
@@ -197,7 +200,7 @@ class CameraIngest:
                 log.warning("camera %s: upload of %s failed (%s); retrying", self.cam.id, item.ref.segment_id, exc)
                 time.sleep(1.0)
 
-    def run(self) -> CameraHealth:
+    def run(self) -> SourceHealth:
         up = threading.Thread(target=self.upload, name=f"upload-{self.cam.id}", daemon=True)
         up.start()
         self.capture()
@@ -236,5 +239,5 @@ class IngestService:
         self.stop.set()
         self.join(timeout)
 
-    def health(self) -> list[CameraHealth]:
+    def health(self) -> list[SourceHealth]:
         return [c.health for c in self.cameras]

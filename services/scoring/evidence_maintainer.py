@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
 
+from vigil.clock import utcnow
 from vigil.config import Settings
 from vigil.evidence import EvidenceError, build_evidence
 from vigil.models import Event, SegmentScore
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def pending_events(engine: Engine, settings: Settings, *, limit: int = 20, now: datetime | None = None) -> list[str]:
     """Closed events without a clip whose post-roll footage is stored (or overdue)."""
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     out = []
     with Session(engine) as s:
         rows = s.exec(

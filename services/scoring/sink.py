@@ -8,12 +8,13 @@ and state never runs ahead of or behind the rows.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from vigil.clock import utcnow
 from vigil.config import CameraParams
 from vigil.contracts import SegmentRef
 from vigil.events import EventTracker, Transition, severity
@@ -44,7 +45,7 @@ class Sink:
         params: CameraParams,
     ) -> bool:
         """Write everything for one segment atomically. False if it was already stored."""
-        now = datetime.now(UTC)
+        now = utcnow()
         with Session(self.engine) as s:
             if s.get(SegmentScore, ref.segment_id) is not None:
                 return False

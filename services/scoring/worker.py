@@ -36,12 +36,13 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from vigil.clock import utcnow
 from vigil import metrics
 from vigil.config import CameraParams, Settings
 from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef, decode
@@ -263,7 +264,7 @@ class ScoringWorker:
                             ref.camera_id, ref.segment_id, exc)
         metrics.SEGMENTS_SCORED.inc()
         metrics.FRAMES_SCORED.inc(ref.n_frames)
-        metrics.E2E_LATENCY.observe(max(0.0, (datetime.now(UTC) - ref.t_end).total_seconds()))
+        metrics.E2E_LATENCY.observe(max(0.0, (utcnow() - ref.t_end).total_seconds()))
         for tr in transitions:
             ev = tr.event
             msg = EventMessage(

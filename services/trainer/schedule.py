@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Callable
+
+from vigil.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +23,12 @@ def cron_iter(expr: str, start: datetime | None = None):
         raise RuntimeError("--schedule needs the croniter package (pip install croniter)") from None
     if not croniter.is_valid(expr):
         raise ValueError(f"not a valid cron expression: {expr!r} (five fields, e.g. '0 3 * * *')")
-    return croniter(expr, start or datetime.now(UTC))
+    return croniter(expr, start or utcnow())
 
 
 def run_schedule(expr: str, job: Callable[[], object], stop: threading.Event, *,
                  max_runs: int | None = None, echo: Callable[[str], None] = print,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+                 now: Callable[[], datetime] = utcnow) -> int:
     """Call ``job`` at every time of ``expr`` until ``stop`` is set (or ``max_runs`` runs); returns runs."""
     it = cron_iter(expr, now())
     runs = 0

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from vigil.model.memory import knn_distance
 from vigil.model.calibration import ScoreCalibration
 from vigil.model.dpc import DPCForecaster, forecast_error
 from vigil.model.gate import ContextGate
@@ -118,17 +119,8 @@ class NormalityModel(nn.Module):
         return {**out, **extra}
 
     def memory_distance(self, z: Tensor, exclude: Tensor | None = None) -> Tensor:
-        """Mean cosine distance to the ``memory_k`` nearest normal embeddings (``exclude``: bool ``[B, M]``)."""
-        if len(self.memory) == 0:
-            return torch.zeros(len(z))
-        k = min(self.config.memory_k, len(self.memory))
-        out = []
-        for i in range(0, len(z), 4096):
-            sim = z[i : i + 4096] @ self.memory.t()
-            if exclude is not None:
-                sim = sim.masked_fill(exclude[i : i + 4096], -2.0)
-            out.append(1.0 - sim.topk(k, dim=1).values.mean(1))
-        return torch.cat(out)
+        """The appearance-memory stream (:func:`vigil.model.memory.knn_distance`) against this camera's bank."""
+        return knn_distance(z, self.memory, self.config.memory_k, exclude)
 
     def calibrated(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: self.calibration[k].normalise(v) for k, v in raw.items() if k in self.calibration}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Literal
 
@@ -14,6 +14,7 @@ from sqlalchemy import Text, cast, literal, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from vigil.clock import as_utc
 from vigil.models import Event
 
 SortField = Literal["t_start", "t_end", "peak_score"]
@@ -21,11 +22,6 @@ SortField = Literal["t_start", "t_end", "peak_score"]
 
 class CursorError(ValueError):
     """A pagination cursor that is malformed or belongs to another sort order."""
-
-
-def as_utc(value: datetime) -> datetime:
-    """Aware datetimes are converted to UTC; naive ones are taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class EventFilter(BaseModel):

@@ -10,6 +10,8 @@ import streamlit as st
 from services.dashboard import charts, data, nav, session
 from services.dashboard.client import ApiError, EndpointMissing, describe
 
+from vigil.clock import utcnow
+
 REFRESH_S = 10
 WINDOW = timedelta(minutes=10)  # sparkline span (segment scores)
 EVENT_WINDOW = timedelta(hours=24)  # fallback sparkline span (event peaks)
@@ -79,7 +81,7 @@ def camera_card(client, cam: dict, open_events: list[dict], now: datetime) -> No
 
 def grid(client) -> None:  # noqa: ANN001
     who = client.identity
-    now = datetime.now(UTC)
+    now = utcnow()
     try:
         cams = data.cameras(who, client)
         open_page = data.events_page(who, client, data.freeze({"status": "open"}), 500, None)
