@@ -77,6 +77,9 @@ class ServeSettings(_Strict):
     max_ongoing_requests: int = Field(32, ge=1)
     encoder_num_gpus: float = Field(0, ge=0)
     encoder_num_cpus: float = Field(1, ge=0)
+    streams: list[Literal["semantic", "predictive", "objects"]] | None = Field(
+        None, min_length=1, description="stream families the Score deployment runs (switch one off by leaving it "
+        "out); empty = all")
 
 
 class ApiSettings(_Strict):

@@ -27,7 +27,7 @@ def _app_kwargs(settings: Settings, heads: str | None, streams: list[str] | None
                 user_config: dict[str, Any] | None, mode: str | None) -> dict[str, Any]:
     sv = settings.serve
     return dict(
-        heads=heads, streams=streams, mode=mode,
+        heads=heads, streams=streams or sv.streams, mode=mode,
         encoder_replicas=sv.encoder_replicas, scorer_replicas=sv.scorer_replicas,
         max_batch_size=sv.max_batch_size, batch_wait_timeout_s=sv.batch_wait_timeout_s,
         max_ongoing_requests=sv.max_ongoing_requests, encoder_num_cpus=sv.encoder_num_cpus,

@@ -81,6 +81,22 @@ def _load_model(backbone: str, heads: str | None, streams: list[str] | None, thr
     return AnomalyModel.create(backbone, **kw)
 
 
+FAMILIES = ("semantic", "predictive", "objects")
+
+
+def stream_families(streams: list[str] | None) -> tuple[tuple[str, ...], list[str] | None]:
+    """The app's ``streams`` setting → (families Score runs, the zero-shot model's own streams).
+
+    ``objects`` is the camera's object normality (when it has a version); ``semantic`` and
+    ``predictive`` are the zero-shot model's. Unset: all of them."""
+    families = tuple(streams) if streams else FAMILIES
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown stream(s) {unknown} in the scoring app's streams; known: {', '.join(FAMILIES)}")
+    zero_shot = [f for f in families if f != "objects"]
+    return families, (zero_shot or None)
+
+
 def geometry_config(detector: dict[str, Any] | None = None, objects: dict[str, Any] | None = None):
     """The object geometry Detect serves (detector, tubes, work size): the normality defaults
     with the app's overrides; a camera's normality version must have been trained on the same."""
@@ -171,9 +187,10 @@ class Score:
     def __init__(self, backbone: str, heads: str | None = None, streams: list[str] | None = None,
                  torch_threads: int | None = None, mode: str | None = None) -> None:
         pin_serve_replicas_to_loopback()
-        self.backbone, self.streams, self.threads, self.mode = backbone, streams, torch_threads, mode
+        self.families, zero_shot_streams = stream_families(streams)  # each stream can be switched off
+        self.backbone, self.streams, self.threads, self.mode = backbone, zero_shot_streams, torch_threads, mode
         self.heads = self.init_heads = heads
-        self.model = _load_model(backbone, heads, streams, torch_threads, mode)
+        self.model = _load_model(backbone, heads, zero_shot_streams, torch_threads, mode)
         self.prompt_sets: dict[str, Any] = {}
         self.thresholds: dict[str, float] = {}
         self.normality: dict[str, Any] = {}  # camera id -> its NormalityModel
@@ -227,7 +244,8 @@ class Score:
 
         # one model for the whole request, whatever reconfigure does meanwhile
         model, normality = self.model, self.normality.get(camera_id or "")
-        res, new_state = stages.score(model, normality, enc, obs, state, self._prompt_set(prompt_set), fps=fps or 4.0)
+        res, new_state = stages.score(model, normality, enc, obs, state, self._prompt_set(prompt_set), fps=fps or 4.0,
+                                      streams=self.families)
         res.pop("raw", None)
         res["state"] = new_state
         res["threshold"] = self.thresholds.get(camera_id or "", self.thresholds.get("default"))
@@ -235,7 +253,7 @@ class Score:
 
     def has_normality(self, camera_id: str | None) -> bool:
         """Whether this camera is scored by an object-normality version of its own."""
-        return (camera_id or "") in self.normality
+        return "objects" in self.families and (camera_id or "") in self.normality
 
     def info(self) -> dict[str, Any]:
         """Which process serves and how many configs it has taken (a restart resets both)."""

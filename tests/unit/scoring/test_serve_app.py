@@ -103,3 +103,17 @@ def test_code_version_is_stable_across_user_config_changes():
         "a user_config change must keep the version (reconfigure, no restart)"
     other = serve_app._pinned(serve_app.Score.options(), "ViT-B-32-random", None)._version
     assert other != v(), "other constructor arguments must roll the replicas"
+
+
+def test_each_stream_family_can_be_switched_off(enc_and_score):
+    _enc, _sc, e, _ = enc_and_score
+    assert serve_app.stream_families(None) == (serve_app.FAMILIES, ["semantic", "predictive"])
+    assert serve_app.stream_families(["objects"]) == (("objects",), None)
+    with pytest.raises(ValueError, match="unknown stream"):
+        serve_app.stream_families(["semantic", "colour"])
+    sem = Score("vigil-micro", streams=["semantic"], torch_threads=1)
+    res = sem.score(e, None, None, "cam1")
+    assert res["s_pred"] is None and res["s_sem"] is not None, "predictive switched off"
+    no_obj = Score("vigil-micro", streams=["semantic", "predictive"], torch_threads=1)
+    no_obj.normality = {"cam1": object()}  # a camera with its own version: objects still off
+    assert not no_obj.has_normality("cam1")
