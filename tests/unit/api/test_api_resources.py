@@ -74,6 +74,13 @@ def test_model_versions_list_and_activate(client, admin, engine):
     assert r.status_code == 200 and r.json()["activated_at"]
     active = {m["id"]: m["active"] for m in client.get("/models", headers=admin).json()}
     assert active == {"m1": False, "m2": True}
+    # a camera's normality version: activating it leaves the heads and other cameras' versions active
+    for mid, cam in (("normality:n1", "cam-a"), ("normality:n2", "cam-b"), ("normality:n3", "cam-a")):
+        assert client.post("/models", headers=admin, json={"id": mid, "backbone": "vigil-micro", "kind": "normality",
+                                                           "camera_id": cam}).status_code == 201
+        assert client.post(f"/models/{mid}/activate", headers=admin).status_code == 200
+    active = {m["id"]: m["active"] for m in client.get("/models", headers=admin).json()}
+    assert active == {"m1": False, "m2": True, "normality:n1": False, "normality:n2": True, "normality:n3": True}
     assert client.post("/models/nope/activate", headers=admin).status_code == 404
     with Session(engine) as s:
         s.add(TrainingRun(id="run-1", status="succeeded", output_model_version="m2"))
@@ -147,6 +154,18 @@ def test_camera_scores_and_health(client, admin, engine):
     assert [x["seq"] for x in got] == [3, 4]
     h = client.get("/cameras/cam-a/health", headers=admin).json()
     assert h["state"] == "running" and h["last_seq"] == 9 and h["last_segment_at"]
+    assert h["scored_by"] == "zero-shot defaults" and h["normality_version"] is None and h["last_model_version"] == "m"
+    from vigil.models import ModelVersion, NormalPeriod
+
+    with Session(engine) as s:  # the camera's own version, and another camera's (not this one's)
+        s.add(ModelVersion(id="normality:aaa", kind="normality", camera_id="cam-a", backbone="b", active=True, activated_at=now))
+        s.add(ModelVersion(id="normality:bbb", kind="normality", camera_id="cam-b", backbone="b", active=True, activated_at=now))
+        s.add(NormalPeriod(camera_id="cam-a", status="trained", target_s=60, recorded_s=64, clips=[{"key": "k"}]))
+        s.commit()
+    h = client.get("/cameras/cam-a/health", headers=admin).json()
+    assert h["scored_by"] == "own normality normality:aaa" and h["normality_version"] == "normality:aaa"
+    assert h["normal_period"]["status"] == "trained" and h["normal_period"]["clips"] == 1
+    assert "key" not in str(h["normal_period"]), "object keys stay inside"
     with Session(engine) as s:
         st = s.get(CameraState, "cam-a")
         st.updated_at = now - timedelta(minutes=5)

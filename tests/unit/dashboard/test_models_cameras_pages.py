@@ -83,6 +83,22 @@ def test_cameras_health_from_the_api(admin, cameras, seed, http):
     assert not any("/health" in c.value for c in at.caption)
 
 
+def test_cameras_say_which_model_scores_each_and_its_normal_period(admin, cameras, seed):
+    from vigil.models import ModelVersion, NormalPeriod
+
+    seed(ModelVersion(id="normality:abc123", kind="normality", camera_id="cam-a", backbone="vigil-tiny", active=True,
+                      activated_at=datetime.now(UTC)),
+         NormalPeriod(camera_id="cam-a", status="trained", target_s=1800, recorded_s=1804, model_version="normality:abc123"),
+         NormalPeriod(camera_id="cam-b", status="recording", target_s=1800, recorded_s=600))
+    at = page_test("cameras", admin).run()
+    assert not at.exception, at.exception
+    df = at.dataframe[0].value
+    scored_by, period = dict(zip(df["id"], df["scored by"])), dict(zip(df["id"], df["normal period"]))
+    assert scored_by == {"cam-a": "own normality normality:abc123", "cam-b": "zero-shot defaults",
+                         "cam-c": "zero-shot defaults"}
+    assert period == {"cam-a": "trained", "cam-b": "recording, 10 of 30 min", "cam-c": "not recorded"}
+
+
 def test_admin_adds_edits_disables_deletes(admin, cameras):
     at = page_test("cameras", admin).run()
     at.text_input[0].input("cam-new")
