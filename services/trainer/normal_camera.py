@@ -182,7 +182,6 @@ def train_camera(settings: Settings, camera_id: str, *, steps: int | None = None
 
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    store = ObjectStore(settings.s3)
     with session_scope(engine) as db:
         period = db.get(NormalPeriod, camera_id)
         if period is None:
@@ -196,6 +195,7 @@ def train_camera(settings: Settings, camera_id: str, *, steps: int | None = None
         if period.status == TRAINING and not force:
             raise NormalTrainingError(f"camera {camera_id!r} is being trained by run {period.run_id}")
         db.expunge(period)
+    store = ObjectStore(settings.s3)
     cfg = settings.normality
     steps = steps or cfg.steps
     run_id = f"normal-{camera_id}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -102,3 +102,29 @@ def test_artefact_references_parse_in_one_place(tmp_path):
         fetch(str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="no object store settings"):
         fetch("s3://b/k.pt")
+
+
+def test_train_normal_camera_says_why_it_cannot_train(engine, tmp_path, monkeypatch):
+    """No period yet, or one still recording: a clear error naming the camera and what to do."""
+    from services.trainer.normal_camera import train_camera
+
+    s = load_settings(None, state_dir=tmp_path, database={"url": str(engine.url)})
+    with pytest.raises(NormalTrainingError, match="camera 'cam-x' has no normal period"):
+        train_camera(s, "cam-x")
+    from vigil.db import session_scope
+
+    with session_scope(engine) as db:
+        db.add(NormalPeriod(camera_id="cam-x", target_s=1800, recorded_s=600))
+    with pytest.raises(NormalTrainingError, match=r"still recording its normal period \(600 of 1800 s\).*--force"):
+        train_camera(s, "cam-x")
+
+
+def test_cli_train_normal_needs_clips_or_a_camera():
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    res = CliRunner().invoke(app, ["train-normal"])
+    assert res.exit_code == 1 and "--camera ID" in res.output
+    res = CliRunner().invoke(app, ["train-normal", "clipdir", "--camera", "cam-a"])
+    assert res.exit_code == 1 and "drop CLIPS" in res.output
