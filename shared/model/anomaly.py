@@ -73,6 +73,9 @@ class AnomalyConfig(BaseModel):
         0.25, ge=0, le=2, description="object mode cuts a square around each box with this much context "
         "(vigil.model.detectors.context_box; vigil-tiny's crops are cut the same way)")
     dpc: dict[str, int] | None = Field(None, description="DPCForecaster hyper-parameters when the heads carry one")
+    timesformer: bool = Field(
+        False, description="give the encoder TimeSformer temporal layers (zero-init). Off by default: trained on "
+        "normal clips with DPC/InfoNCE they learnt nothing and moved the text space (benchmarks/timesformer_ablation.json)")
 
 
 @dataclass
@@ -156,7 +159,7 @@ class AnomalyModel(nn.Module):
         self.clip = backbone.model
         for p in self.clip.parameters():
             p.requires_grad_(False)
-        self.encoder = VideoEncoder(self.clip)
+        self.encoder = VideoEncoder(self.clip, temporal=self.config.timesformer)
         self.scorer = FrameScorer(dim)
         self.temporal = TemporalModule(dim)
         self.text_gate = TextGate(dim)
@@ -219,7 +222,7 @@ class AnomalyModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.encoder.time_embed.device
+        return next(self.clip.parameters()).device
 
     def head_modules(self) -> dict[str, nn.Module]:
         """Every trainable head by name (what :mod:`vigil.model.heads` saves)."""

@@ -59,7 +59,9 @@ class TemporalAttention(nn.Module):
 class VideoEncoder(nn.Module):
     """Per-frame embeddings ``[B, T, D]`` and segment embeddings ``[B, D]`` from ``[B, T, 3, S, S]``."""
 
-    def __init__(self, clip_model: nn.Module, max_frames: int = 256) -> None:
+    def __init__(self, clip_model: nn.Module, max_frames: int = 256, temporal: bool = True) -> None:
+        """``temporal=False``: per-frame CLIP only, no temporal layers at all (the served default,
+        see :class:`~vigil.model.anomaly.AnomalyConfig` ``timesformer``)."""
         super().__init__()
         visual = clip_model.visual
         if not hasattr(visual, "transformer") or not hasattr(visual, "_embeds"):
@@ -68,8 +70,8 @@ class VideoEncoder(nn.Module):
         tr = visual.transformer
         width = tr.width
         heads = max(1, width // 64)  # open_clip's own rule for ViT configs
-        self.temporal = nn.ModuleList(TemporalAttention(width, heads) for _ in tr.resblocks)
-        self.time_embed = nn.Parameter(torch.zeros(max_frames, width))
+        self.temporal = nn.ModuleList(TemporalAttention(width, heads) for _ in tr.resblocks) if temporal else None
+        self.time_embed = nn.Parameter(torch.zeros(max_frames, width)) if temporal else None
         self.max_frames = max_frames
         for p in self.visual.parameters():
             p.requires_grad_(False)
@@ -79,12 +81,17 @@ class VideoEncoder(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith("visual.")}
 
     def load_head_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        if self.temporal is None and sd:
+            raise KeyError("this heads file has trained TimeSformer temporal layers, but the encoder was built "
+                           "without them: create the model with timesformer=True to use them")
         missing, unexpected = self.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not k.startswith("visual.")]
         if missing or unexpected:
             raise KeyError(f"video encoder head state mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
     def temporal_is_identity(self) -> bool:
+        if self.temporal is None:
+            return True
         return bool(torch.count_nonzero(self.time_embed) == 0) and all(t.is_identity() for t in self.temporal)
 
     def train(self, mode: bool = True) -> VideoEncoder:
@@ -101,7 +108,7 @@ class VideoEncoder(nn.Module):
             raise ValueError(f"{t} frames exceed the encoder's max_frames={self.max_frames}")
         v = self.visual
         x = v._embeds(video.reshape(b * t, *video.shape[2:]))  # [B*T, L, W], ln_pre applied
-        use_temporal = force_temporal or self.training or not self.temporal_is_identity()
+        use_temporal = self.temporal is not None and (force_temporal or self.training or not self.temporal_is_identity())
         tr = v.transformer
         if use_temporal:
             length, width = x.shape[1:]
@@ -109,9 +116,9 @@ class VideoEncoder(nn.Module):
                 b * t, length, width
             )
         batch_first = getattr(tr, "batch_first", True)
-        for blk, temp in zip(tr.resblocks, self.temporal):
+        for i, blk in enumerate(tr.resblocks):
             if use_temporal:
-                x = temp(x, t)
+                x = self.temporal[i](x, t)
             if batch_first:
                 x = blk(x)
             else:

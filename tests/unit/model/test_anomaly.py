@@ -132,7 +132,8 @@ def test_gradients_reach_only_trainable_heads(backbone):
     from vigil.model.coop import CoOpConfig
     from vigil.model.temporal import video_loss
 
-    m = AnomalyModel.create("vigil-micro", mode="video", coop=CoOpConfig(n_ctx=4).model_dump(), dpc={"hidden": 16, "context": 4})
+    m = AnomalyModel.create("vigil-micro", mode="video", coop=CoOpConfig(n_ctx=4).model_dump(), dpc={"hidden": 16, "context": 4},
+                           timesformer=True)  # the TimeSformer layers too, though off in the served default
     ps = PromptSet(name="t", normal=["people walking", "empty street"], abnormal=["fighting", "fire"], scene=["a street"])
     with pytest.raises(ValueError, match="bind_prompts"):
         m.forward_train(torch.zeros(1, 2, 3, 64, 64), ps)

@@ -86,3 +86,22 @@ def test_zero_init_equivalence_on_a_full_size_tower():
     with torch.no_grad():
         out, _ = enc(video, force_temporal=True)
     assert (out - _clip_frames(bb, video)).abs().max().item() <= 1e-5
+
+
+def test_served_encoder_has_no_temporal_layers_and_the_same_outputs(backbone, video):
+    """The served default (``AnomalyConfig.timesformer=False``): no temporal parameters at all,
+    the very embeddings the zero-init TimeSformer gave, and a heads file with trained temporal
+    layers is refused by name rather than silently ignored."""
+    from vigil.model.anomaly import AnomalyConfig
+
+    lean = VideoEncoder(backbone.model, temporal=False).eval()
+    full = VideoEncoder(backbone.model).eval()
+    assert not AnomalyConfig().timesformer and lean.temporal is None and lean.head_state_dict() == {}
+    assert sum(p.numel() for p in full.head_state_dict().values()) > 0
+    with torch.no_grad():
+        (f0, s0), (f1, s1) = lean(video), full(video)
+    assert torch.equal(f0, f1) and torch.equal(s0, s1)
+    with torch.no_grad():
+        full.temporal[0].temporal_fc.bias.add_(0.1)  # "trained"
+    with pytest.raises(KeyError, match="timesformer=True"):
+        lean.load_head_state_dict(full.head_state_dict())
