@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 import cv2
 import numpy as np
 
-from vigil.clock import utcnow
 from vigil import metrics
+from vigil.clock import utcnow
 from vigil.config import CameraConfig, FileSource, FramesSource, Settings, StreamSource, SyntheticSource
 from vigil.contracts import SegmentRef
 from vigil.objectstore import ObjectStore, ObjectStoreError

@@ -42,8 +42,8 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from vigil.clock import utcnow
 from vigil import metrics
+from vigil.clock import utcnow
 from vigil.config import CameraParams, Settings
 from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef, decode
 from vigil.events import EventTracker

@@ -9,7 +9,6 @@ import streamlit as st
 
 from services.dashboard import charts, data, nav, session
 from services.dashboard.client import ApiError, EndpointMissing, describe
-
 from vigil.clock import utcnow
 
 REFRESH_S = 10
