@@ -227,7 +227,9 @@ def check_cli_flags(argv: list[str]) -> None:
     for word in argv:
         if word.startswith("--"):
             flag = word.split("=", 1)[0]
-            assert f'"{flag}"' in source or re.search(rf"\b{flag[2:].replace('-', '_')}\s*:", source), (
+            # "--flag", a "--on/--off" pair, or typer's --a-b from a parameter a_b
+            assert re.search(rf'["/]{re.escape(flag)}["/]', source) or re.search(
+                rf"\b{flag[2:].replace('-', '_')}\s*:", source), (
                 f"{flag}: no such option in services/cli.py")
 
 
