@@ -53,6 +53,18 @@ class Transition:
     event: TrackedEvent
 
 
+def event_id(first_segment_id: str) -> str:
+    """An event is named by the segment it opened at: ingest's segment ids carry the camera and
+    its run's epoch, so ids never repeat across ingest restarts or replicas, and re-scoring the
+    same segments gives the same id (the rows are overwritten, not duplicated)."""
+    eid = f"ev:{first_segment_id}"
+    if len(eid) > 200:  # the column's width: keep a readable head and a digest of the whole
+        import hashlib
+
+        eid = f"{eid[:180]}~{hashlib.sha256(eid.encode()).hexdigest()[:16]}"
+    return eid
+
+
 @dataclass
 class _Seg:
     segment_id: str
@@ -187,7 +199,7 @@ class EventTracker:
                 if len(self.pending) >= self.min_event_segments:
                     first = self.pending[0]
                     ev = TrackedEvent(
-                        id=f"{self.camera_id}-{first['seq']}",
+                        id=event_id(first["segment_id"]),
                         camera_id=self.camera_id,
                         first_seq=first["seq"],
                         last_seq=seg.seq,

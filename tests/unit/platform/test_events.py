@@ -24,7 +24,7 @@ def run(scores, **params):
 def test_open_update_end_with_hysteresis():
     out, _ = run([0.1, 0.6, 0.7, 0.45, 0.9, 0.3, 0.1], threshold=0.5, release_threshold=0.4)
     assert [o[0] for o in out] == ["new", "update", "update", "update", "end"]
-    assert out[0][1] == "cam-1" and out[-1][2:] == (1, 4, 0.9)  # 0.45 stays open: above release
+    assert out[0][1] == "ev:s1" and out[-1][2:] == (1, 4, 0.9)  # 0.45 stays open: above release
 
 
 def test_min_duration_and_pending_segments_belong_to_the_event():
@@ -116,3 +116,19 @@ def test_threshold_follows_slow_drift_but_not_an_anomaly():
     assert [s for s in new if s < 1800] == [] and thr[1799] > 0.45
     # ... and the anomaly still opens exactly one event, during which the threshold stands still
     assert new == [1800] and thr[1800] == thr[1839]
+
+
+def test_event_ids_never_repeat_across_ingest_runs_and_repeat_on_rescoring():
+    """seq restarts at 0 with each ingest run; the run's epoch is in the segment id, so is in the event's."""
+    from vigil.events import event_id
+
+    ids = []
+    for epoch in (1733000000000, 1733086400000, 1733000000000):  # a run, the next day's run, a re-score of the first
+        tr = EventTracker.for_camera("cam", CameraParams(threshold=0.5, threshold_mode="fixed"))
+        for i, s in enumerate([0.1, 0.9, 0.1]):
+            for t in tr.update(segment_id=f"cam.{epoch}.{i:06d}", seq=i, t_start=T0, t_end=T0, score=s):
+                if t.kind == "new":
+                    ids.append(t.event.id)
+    assert ids == ["ev:cam.1733000000000.000001", "ev:cam.1733086400000.000001", "ev:cam.1733000000000.000001"]
+    long = event_id("c" * 300)
+    assert len(long) <= 200 and long != event_id("c" * 299 + "d")
