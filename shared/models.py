@@ -36,6 +36,7 @@ class Camera(CameraBase, table=True):
     # May hold credentials (rtsp://user:pass@...): stored for ingest, never returned or logged.
     source_uri: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _ts(nullable=False, default=utcnow)
+    from_config: bool = Field(default=False, description="seeded from the YAML settings (0007)")
 
 
 class CameraPublic(CameraBase):

@@ -13,10 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from services.api.metrics import ApiMetrics, MetricsMiddleware
 from services.api.routes import cameras, contexts, events, health, models, prompts, users
+from vigil.camera_seed import seed_cameras
 from vigil.config import Settings
 from vigil.db import make_engine, migrate
 from vigil.objectstore import ObjectStore
@@ -51,6 +52,11 @@ def create_app(
     )
     app.state.engine = engine if engine is not None else make_engine(settings.database_url)
     _custom_plans(app.state.engine)
+    if settings.cameras:  # the configuration seeds the cameras table (the source of truth), idempotently
+        try:
+            seed_cameras(app.state.engine, settings.cameras)
+        except SQLAlchemyError as exc:  # a database not migrated yet: /ready says so; nothing to seed into
+            log.warning("cameras from the configuration not seeded: %s", exc)
     if store is None and settings.s3.endpoint:
         store = ObjectStore(settings.s3, retry_for_s=2.0)
     app.state.store = store

@@ -92,6 +92,7 @@ class CameraOut(BaseModel):
     enabled: bool
     has_source_uri: bool
     created_at: UtcDateTime
+    from_config: bool = Field(False, description="seeded from the YAML settings at start")
 
 
 class PromptSetIn(BaseModel):

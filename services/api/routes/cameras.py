@@ -25,7 +25,7 @@ _404 = {404: {"model": Problem, "description": "no such camera (or not visible t
 def _out(cam: Camera) -> CameraOut:
     return CameraOut(
         id=cam.id, name=cam.name, source_type=cam.source_type, context=cam.context, enabled=cam.enabled,
-        has_source_uri=bool(cam.source_uri), created_at=cam.created_at,
+        has_source_uri=bool(cam.source_uri), created_at=cam.created_at, from_config=bool(cam.from_config),
     )
 
 

@@ -61,10 +61,13 @@ def render() -> None:
         na = {"health": "n/a", "scored by": "n/a", "normal period": "n/a"}
         st.dataframe(pd.DataFrame([{"id": c["id"], "name": c.get("name"), "enabled": c["enabled"],
                                     **{**na, **health.get(c["id"], {})}, "source": c["source_type"],
-                                    "source URL set": c["has_source_uri"], "context": c["context"],
+                                    "source URL set": c["has_source_uri"], "from config": bool(c.get("from_config")),
+                                    "context": c["context"],
                                     "created": pd.Timestamp(c["created_at"])} for c in cams]),
                      hide_index=True, column_config={"enabled": st.column_config.CheckboxColumn(),
-                                                     "source URL set": st.column_config.CheckboxColumn()})
+                                                     "source URL set": st.column_config.CheckboxColumn(),
+                                                     "from config": st.column_config.CheckboxColumn(
+                                                         help="seeded from the YAML settings at start")})
     else:
         st.info("No cameras yet.")
     if not has_health:

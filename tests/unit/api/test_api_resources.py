@@ -183,3 +183,27 @@ def test_camera_scores_and_health(client, admin, engine):
     assert client.get("/cameras/cam-a/scores", headers=k).status_code == 404
     assert client.get("/cameras/cam-a/health", headers=k).status_code == 404
     assert client.get("/cameras/cam-b/scores", headers=k).json()["items"] == []
+
+
+def test_configured_cameras_seed_the_cameras_table_once(settings, engine, store, admin):
+    """The demo's own cameras are listed (not "No cameras yet"), marked as from configuration;
+    seeding again at the next start adds nothing and keeps an edit."""
+    from fastapi.testclient import TestClient
+
+    from services.api.main import create_app
+    from vigil.config import CameraConfig, SyntheticSource
+
+    s = settings.model_copy(update={"cameras": [
+        CameraConfig(id="demo-0", name="Plaza", source=SyntheticSource(scene="plaza"), params={"context": "campus"}),
+        CameraConfig(id="demo-1", enabled=False, source=SyntheticSource(scene="street")),
+    ]})
+    with TestClient(create_app(s, engine=engine, store=store)) as c:
+        cams = {x["id"]: x for x in c.get("/cameras", headers=admin).json()}
+        assert set(cams) == {"demo-0", "demo-1"} and all(x["from_config"] for x in cams.values())
+        assert cams["demo-0"]["source_type"] == "synthetic" and cams["demo-0"]["context"] == "campus"
+        assert cams["demo-1"]["enabled"] is False and not cams["demo-0"]["has_source_uri"]
+        assert c.patch("/cameras/demo-0", headers=admin, json={"name": "Plaza north"}).status_code == 200
+        assert c.post("/cameras", headers=admin, json={"id": "added", "source_type": "rtsp"}).json()["from_config"] is False
+    with TestClient(create_app(s, engine=engine, store=store)) as c:  # the next start
+        cams = {x["id"]: x for x in c.get("/cameras", headers=admin).json()}
+    assert set(cams) == {"demo-0", "demo-1", "added"} and cams["demo-0"]["name"] == "Plaza north"
