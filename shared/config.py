@@ -48,6 +48,19 @@ class KafkaSettings(_Strict):
     max_poll_interval_ms: int = Field(30000, ge=1000)
 
 
+class RetrySettings(_Strict):
+    """How the scoring worker retries a segment that failed, before dead-lettering it."""
+
+    transient_attempts: int = Field(
+        30, ge=1, le=10_000, description="attempts for a failure that may pass (a timeout, a connection, a "
+        "replica that died) before the segment goes to the dead-letter topic")
+    deterministic_attempts: int = Field(
+        2, ge=1, le=100, description="attempts for a failure that will repeat (a bad value, an unknown prompt "
+        "set, a segment the model cannot take)")
+    backoff_initial_s: float = Field(1.0, gt=0, le=60, description="wait after the first failure; doubles after each")
+    backoff_max_s: float = Field(30.0, gt=0, le=600)
+
+
 class S3Settings(_Strict):
     endpoint: str | None = Field(None, description="host:port of MinIO/S3; empty = embedded SeaweedFS")
     port: int = Field(0, ge=0, le=65535, description="embedded S3 port; 0 = pick a free one")
@@ -263,6 +276,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     normality: NormalitySettings = Field(default_factory=NormalitySettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
     camera_defaults: CameraParams = Field(default_factory=CameraParams)
     cameras: list[CameraConfig] = Field(default_factory=list)
 

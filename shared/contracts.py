@@ -102,6 +102,7 @@ class DeadLetter(_Contract):
     partition: int | None = None
     offset: int | None = None
     key: str | None = None
+    attempts: int | None = Field(None, description="how often it was tried before it was given up")
     payload_b64: str = Field(description="the original message bytes, base64")
     at: datetime = Field(default_factory=utcnow)
 

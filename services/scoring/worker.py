@@ -122,6 +122,20 @@ def params_with_threshold(params: CameraParams, threshold: float | None) -> Came
     return CameraParams.model_validate({**params.model_dump(), **upd})
 
 
+TRANSIENT, DETERMINISTIC = "transient", "deterministic"
+# failures that repeat whatever the retry (a bad value, a name that does not exist, a bug); Ray
+# re-raises a replica's exception as a subclass of its own type, so these match across Serve
+_DETERMINISTIC = (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError, ArithmeticError)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """``deterministic`` for a failure that will repeat, ``transient`` for one that may pass
+    (timeouts, connections, a dead replica, an unreachable store or database)."""
+    if isinstance(exc, (TimeoutError, ConnectionError, OSError)):
+        return TRANSIENT
+    return DETERMINISTIC if isinstance(exc, _DETERMINISTIC) else TRANSIENT
+
+
 class ScoringWorker:
     def __init__(
         self,
@@ -158,6 +172,7 @@ class ScoringWorker:
         self._n_inflight = 0
         self._lanes: dict[str, _Lane] = defaultdict(_Lane)
         self._failures: list[tuple[str, BaseException]] = []
+        self._attempts: dict[tuple[str, int, int], int] = {}  # (topic, partition, offset) -> failed attempts
         self._halt = False  # lanes stop after their current record
         self._paused = False
         self._committed: dict[TopicPartition, int] = {}
@@ -203,10 +218,10 @@ class ScoringWorker:
             return None
         return self._fetch_frames(ref)
 
-    def _dead_letter(self, rec: Any, reason: str) -> None:
+    def _dead_letter(self, rec: Any, reason: str, attempts: int | None = None) -> None:
         dl = DeadLetter.wrap(
             rec.value or b"", reason, source_topic=rec.topic, partition=rec.partition, offset=rec.offset,
-            key=rec.key.decode(errors="replace") if rec.key else None,
+            key=rec.key.decode(errors="replace") if rec.key else None, attempts=attempts,
         )
         self.producer.send(self.settings.kafka.dlq_topic, key=rec.key, value=dl.encode()).get(timeout=30)
         metrics.DEAD_LETTERS.labels(reason.split(":", 1)[0][:40]).inc()
@@ -311,15 +326,40 @@ class ScoringWorker:
                     self._dead_letter(item.rec, f"undecodable SegmentRef: {item.undecodable}")
                 else:
                     self._process_record(item.rec, item.fetch)
-            except Exception as exc:  # noqa: BLE001  transient: stop this lane; the loop rewinds
-                metrics.SCORING_ERRORS.labels("batch").inc()
-                log.warning("camera %s: scoring failed (%s: %s); will retry", camera, type(exc).__name__, exc)
-                with self._lock:
-                    self._failures.append((camera, exc))
-                    lane.running, lane.failed = False, True
-                return
+                    if self._attempts:
+                        self._attempts.pop((item.rec.topic, item.rec.partition, item.rec.offset), None)
+            except Exception as exc:  # noqa: BLE001  retried (the loop rewinds) until its budget is spent
+                if not self._give_up(camera, item, exc):
+                    with self._lock:
+                        self._failures.append((camera, exc))
+                        lane.running, lane.failed = False, True
+                    return
             with self._lock:
                 item.done = True
+
+    def _give_up(self, camera: str, item: _Item, exc: Exception) -> bool:
+        """Count the failure against the record's budget; once spent, dead-letter it (True: the
+        partition moves on). A failure that will repeat gets a small budget, one that may pass a
+        large one; the attempts survive the rewind that retries it."""
+        kind = failure_kind(exc)
+        where = (item.rec.topic, item.rec.partition, item.rec.offset)
+        n = self._attempts[where] = self._attempts.get(where, 0) + 1
+        budget = self.settings.retry.deterministic_attempts if kind == DETERMINISTIC else self.settings.retry.transient_attempts
+        metrics.SCORING_ERRORS.labels(kind).inc()
+        if n < budget:
+            log.warning("camera %s: scoring failed, %s (%s: %s); attempt %d of %d", camera, kind,
+                        type(exc).__name__, exc, n, budget)
+            return False
+        try:
+            self._dead_letter(item.rec, f"{kind} failure, given up after {n} attempts: {type(exc).__name__}: {exc}",
+                              attempts=n)
+        except Exception as dl_exc:  # noqa: BLE001  the broker is down too: retry the whole record later
+            log.warning("camera %s: dead-lettering failed too (%s); will retry", camera, dl_exc)
+            return False
+        self._attempts.pop(where, None)
+        with self._lock:
+            item.done = True
+        return True
 
     def _quiesce(self, timeout_s: float = 600.0, *, poll: bool = False) -> None:
         """Stop every lane after its current record and wait until none runs.
@@ -407,8 +447,11 @@ class ScoringWorker:
             self.producer.flush(30)
         except Exception as exc:  # noqa: BLE001  the loop tries again
             log.warning("rewind failed (%s: %s)", type(exc).__name__, exc)
-        # back off 1 s, still polling the (paused) partitions so the group keeps this member
-        t_end = time.monotonic() + 1.0
+        # back off (doubling with the attempts of the most-tried record), still polling the
+        # (paused) partitions so the group keeps this member
+        r = self.settings.retry
+        tries = max(self._attempts.values(), default=1)
+        t_end = time.monotonic() + min(r.backoff_max_s, r.backoff_initial_s * 2 ** (tries - 1))
         while time.monotonic() < t_end and not self.stop.is_set():
             self._poll_paused()
 

@@ -11,7 +11,7 @@ from sqlmodel import Session, select
 from fakes import FakeConsumer, FakeProducer, FakeScorer, FakeStore, put_segment
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker, params_with_threshold
-from vigil.contracts import DeadLetter, EventMessage, decode
+from vigil.contracts import DeadLetter, EventMessage, SegmentRef, decode
 from vigil.models import Event, SegmentScore
 
 
@@ -248,3 +248,45 @@ def test_revoke_with_failing_commit_still_forgets_the_pipeline(settings, engine)
     consumer.listener.on_partitions_revoked(list(consumer.parts))
     assert w._n_inflight == 0 and not w._inflight and not w.cameras
     w.close()
+
+
+class _FailsOn:
+    """A scorer that raises ``exc`` every time for the segment of brightness ``level``, else scores."""
+
+    def __init__(self, level: int, exc: Exception) -> None:
+        self.inner, self.level, self.exc, self.tries = FakeScorer(), level, exc, 0
+
+    def __call__(self, frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001
+        import numpy as np
+
+        if abs(float(np.asarray(frames).mean()) - self.level) < 0.5:
+            self.tries += 1
+            raise self.exc
+        return self.inner(frames, state, prompt_set, camera_id, detector_state, fps)
+
+
+@pytest.mark.parametrize("exc, kind, budget", [
+    (ValueError("unknown prompt set 'nope'"), "deterministic", 2),  # would repeat: a small budget
+    (ConnectionError("Serve unreachable"), "transient", 4),  # may pass: retried longer, then given up too
+])
+def test_a_record_that_keeps_failing_is_dead_lettered_and_the_partition_moves_on(settings, engine, exc, kind, budget):
+    s = settings.model_copy(update={"retry": settings.retry.model_copy(update={
+        "transient_attempts": 4, "deterministic_attempts": 2, "backoff_initial_s": 0.01, "backoff_max_s": 0.05})})
+    consumer, store, producer = FakeConsumer(1), FakeStore(), FakeProducer()
+    _feed(consumer, store, cams=("a", "b"), n=4, level=lambda c, i: 90 if (c, i) == ("b", 1) else 40)
+    scorer = _FailsOn(90, exc)
+    w = _worker(s, engine, consumer, store, scorer, producer)
+    _run_until(w, consumer.all_committed, timeout=30)
+    (dl,) = [decode(DeadLetter, v) for v in producer.on(s.kafka.dlq_topic)]
+    assert dl.attempts == budget == scorer.tries and dl.reason.startswith(f"{kind} failure, given up after {budget}")
+    assert decode(SegmentRef, dl.payload).segment_id == "b.000001", "the original record, to replay"
+    # every other segment scored once, the camera's later segments included
+    assert sorted(r.segment_id for r in _rows(engine)) == sorted(
+        f"{c}.{i:06d}" for c in "ab" for i in range(4) if (c, i) != ("b", 1))
+
+
+def test_failures_are_told_apart():
+    from services.scoring.worker import failure_kind
+
+    assert [failure_kind(e) for e in (ValueError("x"), KeyError("k"), TypeError("t"))] == ["deterministic"] * 3
+    assert [failure_kind(e) for e in (TimeoutError(), ConnectionRefusedError(), RuntimeError("store down"))] == ["transient"] * 3
