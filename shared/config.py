@@ -70,6 +70,11 @@ class S3Settings(_Strict):
     secure: bool = False
     region: str = "us-east-1"
 
+    def for_workers(self) -> dict[str, Any]:
+        """These settings as plain JSON, secret included, for processes that open the store
+        themselves (Ray Train workers, Score replicas); ``S3Settings.model_validate`` reads it back."""
+        return self.model_dump(mode="json") | {"secret_key": self.secret_key.get_secret_value()}
+
 
 class DatabaseSettings(_Strict):
     url: str | None = Field(None, description="SQLAlchemy URL; empty = SQLite file in the state dir")

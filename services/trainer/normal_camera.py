@@ -216,7 +216,7 @@ def train_camera(settings: Settings, camera_id: str, *, steps: int | None = None
     try:
         t0 = time.monotonic()
         result = _fit_with_ray(settings, run_id, {
-            "s3": settings.s3.model_dump(mode="json") | {"secret_key": settings.s3.secret_key.get_secret_value()},
+            "s3": settings.s3.for_workers(),
             "train_clips": train, "fps": period.fps or 4.0, "steps": steps, "seed": seed,
             "threads": cfg.torch_threads, "backbone": backbone,
         })

@@ -162,11 +162,6 @@ def local_heads(settings: Settings, store: ObjectStore, version_id: str) -> Path
     return path
 
 
-def _replica_store_config(settings: Settings) -> dict[str, Any]:
-    """The object store's settings as Score replicas need them to fetch ``s3://`` references."""
-    return settings.s3.model_dump(mode="json") | {"secret_key": settings.s3.secret_key.get_secret_value()}
-
-
 def serving_user_config(settings: Settings, engine: Engine, store: ObjectStore,
                         base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Score deployment's ``user_config`` for what the registry says is served (``base``
@@ -180,7 +175,7 @@ def serving_user_config(settings: Settings, engine: Engine, store: ObjectStore,
     normality = {cam: s3_uri(store.bucket, row.checkpoint_key) for cam, row in active_normality(engine).items()}
     if normality:
         uc["normality"] = {**(uc.get("normality") or {}), **normality}
-        uc["object_store"] = _replica_store_config(settings)
+        uc["object_store"] = settings.s3.for_workers()
     return uc
 
 
@@ -212,7 +207,7 @@ def activate(settings: Settings, engine: Engine, store: ObjectStore, version_id:
     uc = serving_user_config(settings, engine, store, user_config)
     if kind == MODEL_KIND_NORMALITY:
         uc["normality"] = {**(uc.get("normality") or {}), camera: s3_uri(store.bucket, normality_key(version_id.split(":", 1)[1]))}
-        uc["object_store"] = _replica_store_config(settings)
+        uc["object_store"] = settings.s3.for_workers()
     else:
         uc["heads"] = str(local_heads(settings, store, version_id))
     if serve:

@@ -189,8 +189,7 @@ def fit_with_ray(settings: Settings, cfg: TrainConfig, *, run_id: str, backbone:
     from .loop import train_loop_per_worker
 
     loop_cfg = {
-        "train": cfg.model_dump(mode="json"), "s3": settings.s3.model_dump(mode="json") | {
-            "secret_key": settings.s3.secret_key.get_secret_value()},
+        "train": cfg.model_dump(mode="json"), "s3": settings.s3.for_workers(),
         "data_key": data_key, "prompt_set": ps.model_dump(mode="json"), "backbone": backbone,
         "parent_heads_key": parent_heads_key, "fail_at_epoch": fail_at_epoch,
     }
