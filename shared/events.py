@@ -15,8 +15,11 @@ Rules (per segment, in seq order):
   release = 0.8 × threshold. Then the threshold keeps adapting to normal drift: every segment
   scored while no event is open joins a window of the last ``adapt_window`` such scores, and
   the threshold moves towards the window's quantile + margin by at most ``adapt_step``; the
-  segments of an event never enter the window, so an anomaly is not absorbed. Fixed mode uses
-  the configured thresholds from the start;
+  segments of an event never enter the window, so an anomaly is not absorbed. When the model
+  that scores the camera changes (its own normality version arrives: the scores' scale
+  changes), the threshold is learnt again from the new model's first ``calibration_segments``
+  (no skip; an event already open is closed first, and none opens while relearning). Fixed
+  mode uses the configured thresholds from the start;
 - an event opens after ``min_event_segments`` consecutive smoothed scores ≥ ``threshold``;
   it starts at the first of them (the pending segments belong to it);
 - an open event is extended by every segment; it ends after ``end_after_segments``
@@ -93,6 +96,8 @@ class EventTracker:
     adapt_window: int = 0  # calibrated mode: recent scores outside events the threshold follows
     adapt_step: float = 0.0
     recent: list[float] = field(default_factory=list)
+    scorer: str | None = None  # the model version whose scores the threshold was learnt from
+    calib_skip: int = 0  # the skip a fresh camera starts with (kept for relearning)
     seen: int = 0
     normal_scores: list[float] = field(default_factory=list)
     smoothed: float | None = None
@@ -112,6 +117,7 @@ class EventTracker:
             alpha=params.smoothing_alpha,
             calibrated=not cal,  # True once thresholds are final
             skip=params.calibration_skip_segments if cal else 0,
+            calib_skip=params.calibration_skip_segments if cal else 0,
             calib_n=params.calibration_segments if cal else 0,
             calib_q=params.calibration_quantile,
             calib_margin=params.calibration_margin,
@@ -143,6 +149,12 @@ class EventTracker:
             self.recent = self.recent[-self.adapt_window:] if self.adapt_window else []
         self.min_event_segments, self.end_after_segments = params.min_event_segments, params.end_after_segments
         self.alpha = params.smoothing_alpha
+
+    def _relearn(self) -> None:
+        """Another model scores the camera from now on: its scores live on another scale, so the
+        learnt threshold (and the adaptation window) no longer apply; learn them again."""
+        self.calibrated, self.seen, self.skip = False, 0, 0
+        self.normal_scores, self.recent, self.pending, self.smoothed = [], [], [], None
 
     def _calibrate(self, s: float) -> bool:
         """Feed one smoothed score to the calibration; True while still calibrating."""
@@ -184,11 +196,21 @@ class EventTracker:
         t_end: datetime,
         score: float,
         top_descriptions: list[dict[str, Any]] | None = None,
+        scorer: str | None = None,
     ) -> list[Transition]:
+        """``scorer``: the model version that produced ``score``; a calibrated camera relearns its
+        threshold when it changes (None: unknown, never triggers relearning)."""
+        out: list[Transition] = []
+        if scorer is not None:
+            if self.scorer is not None and scorer != self.scorer and self.calib_n:
+                if self.open is not None:  # its threshold belonged to the old model: end it here
+                    out.append(Transition("end", TrackedEvent(**self.open)))
+                    self.open, self.quiet = None, 0
+                self._relearn()
+            self.scorer = scorer
         seg = _Seg(segment_id, seq, t_start.isoformat(), t_end.isoformat(), float(score), top_descriptions or [])
         self.smoothed = seg.score if self.smoothed is None else self.alpha * seg.score + (1 - self.alpha) * self.smoothed
         s = self.smoothed
-        out: list[Transition] = []
         if not self.calibrated and self._calibrate(s):
             return out
         if self.open is None and self.adapt_window:

@@ -265,6 +265,7 @@ class ScoringWorker:
         transitions = tracker.update(
             segment_id=ref.segment_id, seq=ref.seq, t_start=ref.t_start, t_end=ref.t_end,
             score=result["score"], top_descriptions=result.get("top_descriptions"),
+            scorer=result.get("model_version"),
         )
         if not self.sink.commit(ref, result, tracker, transitions, params):
             metrics.DUPLICATES.inc()

@@ -132,3 +132,37 @@ def test_event_ids_never_repeat_across_ingest_runs_and_repeat_on_rescoring():
     assert ids == ["ev:cam.1733000000000.000001", "ev:cam.1733086400000.000001", "ev:cam.1733000000000.000001"]
     long = event_id("c" * 300)
     assert len(long) <= 200 and long != event_id("c" * 299 + "d")
+
+
+def test_threshold_relearnt_when_another_model_scores_the_camera():
+    """The camera's own normality arrives mid-stream: its scores live on another scale (here
+    0.6 is normal where 0.3 was). The threshold learnt from the zero-shot model would make every
+    segment an event; relearnt from the new model's first segments, only the anomaly opens one."""
+    params = CameraParams(calibration_skip_segments=2, calibration_segments=8, calibration_quantile=1.0,
+                          calibration_margin=0.05, threshold_adapt_window=0)
+    zs, own = [0.30, 0.32] * 10, [0.60, 0.62] * 10 + [0.95] * 3 + [0.6] * 3
+
+    def run_with(relearn: bool):
+        tr, out = EventTracker.for_camera("cam", params), []
+        for i, s in enumerate(zs + own):
+            scorer = "zs" if i < len(zs) or not relearn else "zs+normality:abc"
+            out += [(t.kind, t.event.first_seq) for t in tr.update(segment_id=f"s{i}", seq=i, t_start=T0,
+                                                                   t_end=T0, score=s, scorer=scorer)]
+        return tr, out
+
+    tr, out = run_with(relearn=True)
+    first_anomaly = len(zs) + 20
+    assert [seq for k, seq in out if k == "new"] == [first_anomaly]
+    assert tr.threshold == 0.67 and tr.scorer == "zs+normality:abc"
+    _, stale = run_with(relearn=False)  # the same scores under the old threshold (0.37): one long false alarm
+    assert stale[0] == ("new", len(zs))
+
+
+def test_open_event_ends_when_the_scorer_changes():
+    params = CameraParams(calibration_skip_segments=0, calibration_segments=4, calibration_quantile=1.0,
+                          calibration_margin=0.05, threshold_adapt_window=0)
+    tr, kinds = EventTracker.for_camera("cam", params), []
+    for i, (s, v) in enumerate([(0.3, "a")] * 4 + [(0.9, "a"), (0.9, "a"), (0.9, "b"), (0.9, "b")]):
+        kinds += [t.kind for t in tr.update(segment_id=f"s{i}", seq=i, t_start=T0, t_end=T0, score=s, scorer=v)]
+    # opened and extended under "a"; ended when "b" took over; none opens while "b" is learnt
+    assert kinds == ["new", "update", "end"] and tr.open is None and tr.calibrating
