@@ -97,7 +97,6 @@ class EventTracker:
     adapt_step: float = 0.0
     recent: list[float] = field(default_factory=list)
     scorer: str | None = None  # the model version whose scores the threshold was learnt from
-    calib_skip: int = 0  # the skip a fresh camera starts with (kept for relearning)
     seen: int = 0
     normal_scores: list[float] = field(default_factory=list)
     smoothed: float | None = None
@@ -117,7 +116,6 @@ class EventTracker:
             alpha=params.smoothing_alpha,
             calibrated=not cal,  # True once thresholds are final
             skip=params.calibration_skip_segments if cal else 0,
-            calib_skip=params.calibration_skip_segments if cal else 0,
             calib_n=params.calibration_segments if cal else 0,
             calib_q=params.calibration_quantile,
             calib_margin=params.calibration_margin,
