@@ -12,7 +12,11 @@ Rules (per segment, in seq order):
   as the camera's normal period and raise no event; then
   threshold = max(calibration_floor, quantile_q(normal smoothed scores) + margin), capped
   at 0.99 (scores of different cameras and models live on different scales),
-  release = 0.8 × threshold. Then the threshold keeps adapting to normal drift: every segment
+  release = max(0.8 × threshold, halfway between the normal level (median) and the threshold),
+  so an event ends when the scores return to the camera's normal level even where that level
+  sits close to the threshold (a camera whose normality scores rise in the dark: a release of
+  0.8 × threshold under the normal level would keep an event open for ever, and a threshold
+  that never adapts during it). Then the threshold keeps adapting to normal drift: every segment
   scored while no event is open joins a window of the last ``adapt_window`` such scores, and
   the threshold moves towards the window's quantile + margin by at most ``adapt_step``; the
   segments of an event never enter the window, so an anomaly is not absorbed. When the model
@@ -25,7 +29,8 @@ Rules (per segment, in seq order):
 - an open event is extended by every segment; it ends after ``end_after_segments``
   consecutive smoothed scores < ``release`` (hysteresis: release ≤ threshold); the
   trailing quiet segments are not part of it;
-- the event id is ``<camera>-<first seq>``: deterministic, so a replay upserts the same row.
+- the event id is named by the segment it opened at (:func:`event_id`): deterministic, so a
+  replay upserts the same row.
 """
 
 from __future__ import annotations
@@ -166,7 +171,7 @@ class EventTracker:
 
         learnt = float(np.quantile(np.asarray(self.normal_scores), self.calib_q)) + self.calib_margin
         self.threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
-        self.release = round(0.8 * self.threshold, 6)
+        self._release_from(self.normal_scores)
         self.recent = self.normal_scores[-self.adapt_window:] if self.adapt_window else []
         self.normal_scores = []
         self.calibrated = True
@@ -182,7 +187,15 @@ class EventTracker:
         target = min(0.99, max(self.calib_floor, float(np.quantile(np.asarray(self.recent), self.calib_q)) + self.calib_margin))
         step = min(max(target - self.threshold, -self.adapt_step), self.adapt_step)
         self.threshold = round(self.threshold + step, 6)
-        self.release = round(0.8 * self.threshold, 6)
+        self._release_from(self.recent)
+
+    def _release_from(self, normal: list[float]) -> None:
+        """A learnt threshold's release: 0.8 × threshold, or halfway from the normal level up to
+        the threshold where that level sits higher."""
+        import numpy as np
+
+        level = float(np.median(np.asarray(normal))) if normal else 0.0
+        self.release = round(min(self.threshold, max(0.8 * self.threshold, (level + self.threshold) / 2)), 6)
 
     # -- the rule
     def update(

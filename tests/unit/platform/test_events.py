@@ -75,7 +75,8 @@ def test_calibrated_threshold_learnt_from_normal_period():
                   calibration_floor=0.3, calibration_skip_segments=2, calibration_segments=6,
                   calibration_quantile=1.0, calibration_margin=0.05, threshold_adapt_window=0)
     # max(normal) + margin; the fixed-mode threshold (0.9) plays no part, the floor (0.3) is not reached
-    assert tr.threshold == 0.67 and tr.release == round(0.8 * 0.67, 6)
+    # the normal level (median 0.59) sits close to it: release halfway up (0.63), above 0.8 × 0.67
+    assert tr.threshold == 0.67 and tr.release == 0.63
     # nothing fires while skipping or calibrating (the 0.99s); 0.66 < 0.67 stays quiet
     assert [o[0] for o in out] == ["new", "update", "end"] and out[0][2] == 9
 
@@ -84,6 +85,19 @@ def test_calibration_never_goes_below_the_floor():
     _, tr = run([0.1] * 4, threshold_mode="calibrated", calibration_floor=0.5, calibration_skip_segments=0,
                 calibration_segments=4)
     assert tr.threshold == 0.5 and not tr.calibrating
+
+
+def test_event_ends_when_scores_return_to_a_high_normal_level():
+    """A camera whose normal scores sit close to the learnt threshold (its own normality in the
+    dark): an anomaly's event ends once the scores are back at the normal level, where a release
+    of 0.8 × threshold (0.58, under every normal score) would keep it open to the end."""
+    import numpy as np
+
+    normal = list(np.round(0.62 + 0.03 * np.sin(np.arange(40)), 4))
+    out, tr = run(normal + [0.95] * 5 + normal, threshold_mode="calibrated", calibration_skip_segments=0,
+                  calibration_segments=40, calibration_quantile=0.95, calibration_margin=0.05)
+    assert 0.6 < tr.threshold < 0.75 and tr.release > max(normal[5:]) - 0.05
+    assert [(k, a, b) for k, _, a, b, _ in out if k != "update"] == [("new", 40, 40), ("end", 40, 44)]
 
 
 def _drift_run(adapt_window: int):
