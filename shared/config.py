@@ -212,7 +212,8 @@ class CameraParams(_Strict):
     threshold: float = Field(0.5, ge=0, le=1, description="score that opens an event (fixed mode)")
     calibration_floor: float = Field(0.05, ge=0, le=1, description="lowest threshold calibration may learn")
     release_threshold: float | None = Field(
-        None, ge=0, le=1, description="score under which an open event ends; empty = 0.8 * threshold"
+        None, ge=0, le=1, description="fixed mode: score under which an open event ends; empty = 0.8 * threshold "
+        "(calibrated mode learns it with the threshold)"
     )
     calibration_skip_segments: int = Field(
         16, ge=0, description="segments to ignore first (the model calibrates its predictive stream on them)"
