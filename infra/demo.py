@@ -102,6 +102,9 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         s = s.model_copy(update={"api": s.api.model_copy(update={"port": api_port}),
                                  "dashboard": s.dashboard.model_copy(update={"port": dash_port})})
         engine = make_engine(s.database_url)
+        from vigil.camera_seed import seed_cameras
+
+        seed_cameras(engine, s.cameras)  # before anything reads the table (the API's own seeding then finds them)
         ensure_topics(s.kafka)
         echo(f"deploying the scoring app (backbone {s.model.backbone}) ...")
         store = ObjectStore(s.s3)
@@ -133,7 +136,11 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
             dash_proc = subprocess.Popen(_streamlit_argv(s, dash_port), env=env, stdout=log_file,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
-        ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"))
+        from services.ingest.desired import DesiredCameras
+
+        # ingest follows the cameras table, so a camera added, edited or disabled in the dashboard takes effect within seconds
+        ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"),
+                               desired=DesiredCameras(engine, s).read)
         ingest.start()
         echo(f"API        http://127.0.0.1:{api_port}   (header X-API-Key: the api.admin_key setting; try /events)")
         if dashboard:

@@ -106,25 +106,41 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None,
 
 @app.command()
 def ingest(config: ConfigOpt = None, state_dir: StateOpt = None,
-           max_segments: Annotated[Optional[int], typer.Option(help="stop each camera after N segments")] = None) -> None:
-    """Read the configured cameras and publish their segments."""
+           max_segments: Annotated[Optional[int], typer.Option(help="stop each camera after N segments")] = None,
+           follow: Annotated[bool, typer.Option(
+               "--follow/--static", help="follow the cameras table (SQL, the source of truth): cameras added, "
+               "edited, disabled or deleted in the dashboard or the API take effect within seconds; --static "
+               "runs only the configured cameras and stops when their sources end")] = True) -> None:
+    """Read the cameras and publish their segments."""
+    from services.ingest.desired import DesiredCameras
     from services.ingest.runner import IngestService
     from vigil.bus import ensure_topics, make_producer
+    from vigil.camera_seed import seed_cameras
+    from vigil.db import make_engine, migrate
     from vigil.objectstore import ObjectStore
 
     s = _resolved(_settings(config, state_dir))
-    if not s.cameras:
+    desired = None
+    if follow:
+        migrate(s.database_url)
+        engine = make_engine(s.database_url)
+        seed_cameras(engine, s.cameras)  # idempotent: the API does the same at its start
+        desired = DesiredCameras(engine, s).read
+    elif not s.cameras:
         raise _fail("no cameras configured: add a `cameras:` list to the config")
     ensure_topics(s.kafka)
-    svc = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"), max_segments=max_segments)
+    svc = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"), max_segments=max_segments,
+                        desired=desired)
     svc.start()
     with _StopOnSignal() as stop:
-        while not svc.join(timeout=1.0) and not stop.is_set():
-            pass
+        while not stop.is_set():
+            if svc.join(timeout=1.0) and not follow:
+                break
+    health = svc.health()
     svc.shutdown()
-    for h in svc.health():
+    for h in health:
         typer.echo(f"{h.camera_id}: {h.state}, {h.segments} segments, {h.dropped} dropped" + (f", {h.error}" if h.error else ""))
-    if any(h.state == "failed" for h in svc.health()):
+    if any(h.state == "failed" for h in health):
         raise typer.Exit(1)
 
 

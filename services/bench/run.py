@@ -452,11 +452,7 @@ def run_bench(
         # staggered starts: camera i begins i/N of a segment later
         t_ingest = time.time()
         cpu0, h0 = _cpu_snapshot(), _host_cpu()
-        for i, cam in enumerate(ingest.cameras):
-            th = threading.Thread(target=lambda c=cam, d=i * seg_s / cameras: (time.sleep(d), c.run()),
-                                  name=f"camera-{cam.cam.id}", daemon=True)
-            th.start()
-            ingest.threads.append(th)
+        ingest.start(stagger_s=seg_s / cameras)
         batch_sizes: list[int] = []
         busy_s = busy_cpu_s = 0.0
         expected = cameras * (n_frames // T)
@@ -474,7 +470,7 @@ def run_bench(
             ingest_totals = _ingest_totals(ingest.health())
             echo(f"  t={time.time() - t_ingest:5.0f}s read {ingest_totals['frames_read']} frames, published "
                  f"{ingest_totals['segments_published']} segments, scored {n}")
-            if not any(th.is_alive() for th in ingest.threads) and n >= ingest_totals["segments_published"]:
+            if ingest.join(timeout=0) and n >= ingest_totals["segments_published"]:
                 break
         cpu1, t_cpu1 = _cpu_snapshot(), time.time()
         steal["e2e"] = _steal_share(h0, _host_cpu())

@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -209,34 +210,101 @@ class CameraIngest:
 
 
 class IngestService:
-    """All enabled cameras of the settings, one capture and one upload thread each."""
+    """The cameras to ingest, one capture and one upload thread each.
+
+    Static (``desired=None``): the enabled cameras of the settings, as a one-off run or a
+    benchmark uses them. Following the cameras table (``desired``: a callable returning the
+    wanted cameras, :class:`~services.ingest.desired.DesiredCameras` ``.read``): every
+    ``reconcile_every_s`` the running cameras are compared with it; a new camera starts, a
+    disabled or deleted one stops, an edited one restarts with its new settings, and the other
+    cameras are never touched.
+    """
 
     def __init__(self, settings: Settings, store: ObjectStore, producer: object,
-                 *, max_segments: int | None = None, buffer_segments: int = 64) -> None:
+                 *, max_segments: int | None = None, buffer_segments: int = 64,
+                 desired: Callable[[], list[CameraConfig]] | None = None, reconcile_every_s: float = 5.0) -> None:
         self.settings = settings
+        self.store, self.producer, self.topic = store, producer, settings.kafka.segments_topic
+        self.max_segments, self.buffer_segments = max_segments, buffer_segments
         self.stop = threading.Event()
-        self.cameras = [
-            CameraIngest(cam, store, producer, settings.kafka.segments_topic, buffer_segments=buffer_segments,
-                         max_segments=max_segments, stop=self.stop)
-            for cam in settings.cameras if cam.enabled
-        ]
-        self.threads: list[threading.Thread] = []
+        self.desired, self.reconcile_every_s = desired, reconcile_every_s
+        self.running: dict[str, tuple[CameraIngest, threading.Thread]] = {}
+        self._lock = threading.Lock()
+        self._pending = [cam for cam in settings.cameras if cam.enabled] if desired is None else []
+        self._reconciler: threading.Thread | None = None
 
-    def start(self) -> None:
-        for c in self.cameras:
-            log.info("camera %s: reading %s", c.cam.id, describe(c.cam.source))
-            th = threading.Thread(target=c.run, name=f"camera-{c.cam.id}", daemon=True)
-            th.start()
-            self.threads.append(th)
+    @property
+    def cameras(self) -> list[CameraIngest]:
+        with self._lock:
+            return [c for c, _ in self.running.values()]
+
+    def _start_camera(self, cam: CameraConfig, delay_s: float = 0.0) -> None:
+        ci = CameraIngest(cam, self.store, self.producer, self.topic, buffer_segments=self.buffer_segments,
+                          max_segments=self.max_segments)
+        log.info("camera %s: reading %s", cam.id, describe(cam.source))
+
+        def run() -> None:
+            if not ci.stop.wait(delay_s):
+                ci.run()
+
+        th = threading.Thread(target=run, name=f"camera-{cam.id}", daemon=True)
+        self.running[cam.id] = (ci, th)
+        th.start()
+
+    def _stop_camera(self, camera_id: str, why: str) -> None:
+        ci, _ = self.running.pop(camera_id)
+        ci.stop.set()  # its uploader finishes what it buffered; nothing waits for it here
+        log.info("camera %s: stopped (%s)", camera_id, why)
+
+    def reconcile(self, desired: list[CameraConfig], *, stagger_s: float = 0.0) -> dict[str, list[str]]:
+        """Bring the running cameras to ``desired`` (its disabled entries count as absent);
+        ``stagger_s``: the i-th camera started begins i × that later (benchmarks)."""
+        want = {c.id: c for c in desired if c.enabled}
+        done: dict[str, list[str]] = {"started": [], "stopped": [], "restarted": []}
+        with self._lock:
+            if self.stop.is_set():
+                return done
+            for cid in [c for c in self.running if c not in want]:
+                self._stop_camera(cid, "disabled or removed")
+                done["stopped"].append(cid)
+            for cid, cam in want.items():
+                if cid not in self.running:
+                    self._start_camera(cam, len(done["started"]) * stagger_s)
+                    done["started"].append(cid)
+                elif self.running[cid][0].cam != cam:
+                    self._stop_camera(cid, "its settings changed")
+                    self._start_camera(cam)
+                    done["restarted"].append(cid)
+        return done
+
+    def _follow(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.reconcile(self.desired())
+            except Exception as exc:  # noqa: BLE001  the table is unreachable: keep what runs, try again
+                log.warning("cameras table not read (%s); the running cameras carry on", exc)
+            self.stop.wait(self.reconcile_every_s)
+
+    def start(self, *, stagger_s: float = 0.0) -> None:
+        if self.desired is None:
+            self.reconcile(self._pending, stagger_s=stagger_s)
+            return
+        self.reconcile(self.desired())  # the first read is synchronous: a bad database fails loudly here
+        self._reconciler = threading.Thread(target=self._follow, name="ingest-reconcile", daemon=True)
+        self._reconciler.start()
 
     def join(self, timeout: float | None = None) -> bool:
+        """Wait for the running cameras' sources to end; True when none is left streaming."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for th in self.threads:
+        for _, th in list(self.running.values()):
             th.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(th.is_alive() for th in self.threads)
+        return not any(th.is_alive() for _, th in list(self.running.values()))
 
     def shutdown(self, timeout: float = 30.0) -> None:
-        self.stop.set()
+        with self._lock:
+            self.stop.set()
+            for ci, _ in self.running.values():
+                ci.stop.set()
         self.join(timeout)
 
     def health(self) -> list[SourceHealth]:
