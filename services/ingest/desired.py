@@ -6,8 +6,10 @@ copied into SQL); the row decides whether it runs, its name and its context. A c
 through the API or the dashboard carries its own source: ``source_type`` and the write-only
 ``source_uri``, read here as
 
-- ``file``: a video path (or ``file://`` URL); ``?loop=true`` plays it in a loop;
-- ``frames``: a folder of images (``?fps=10`` their frame rate);
+- ``file``: a video path (or ``file://`` URL); ``?loop=true`` plays it in a loop,
+  ``?realtime=false`` reads it as fast as scoring takes it (default: at its own fps);
+- ``frames``: a folder of images (``?fps=10`` their frame rate; ``loop``, and ``realtime``
+  default false);
 - ``rtsp`` / ``http``: the stream URL itself.
 
 Its params are the configuration's camera defaults with the row's context. A row ingest cannot
@@ -36,8 +38,8 @@ class UnusableCamera(ValueError):
     """A cameras row ingest cannot turn into a source (the message says what to fix)."""
 
 
-def _truthy(q: dict[str, list[str]], key: str) -> bool:
-    return (q.get(key) or ["false"])[-1].lower() in ("1", "true", "yes")
+def _truthy(q: dict[str, list[str]], key: str, default: str = "false") -> bool:
+    return (q.get(key) or [default])[-1].lower() in ("1", "true", "yes")
 
 
 def source_from_row(row: Camera):
@@ -53,8 +55,9 @@ def source_from_row(row: Camera):
         path = Path(parts.path if parts.scheme == "file" else uri.split("?", 1)[0])
         q = parse_qs(parts.query)
         if kind == "file":
-            return FileSource(path=path, loop=_truthy(q, "loop"))
-        return FramesSource(path=path, fps=float((q.get("fps") or ["10"])[-1]), loop=_truthy(q, "loop"))
+            return FileSource(path=path, loop=_truthy(q, "loop"), realtime=_truthy(q, "realtime", "true"))
+        return FramesSource(path=path, fps=(q.get("fps") or ["10"])[-1], loop=_truthy(q, "loop"),
+                            realtime=_truthy(q, "realtime"))
     raise UnusableCamera(f"camera {row.id}: source_type {kind!r} cannot be ingested from the cameras table; "
                          "use file, frames, rtsp or http")
 
