@@ -96,6 +96,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     api_server = None
     ingest = None
     worker = None
+    control = None
     evidence = None
     try:
         api_port, dash_port = _free(s.api.port), _free(s.dashboard.port)
@@ -109,10 +110,14 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         echo(f"deploying the scoring app (backbone {s.model.backbone}) ...")
         store = ObjectStore(s.s3)
         # the cameras' own normality versions and the active heads, as vigil score-worker deploys them
-        handle = deploy_scoring_app(s, user_config=serving_user_config(s, engine, store))
+        applied = serving_user_config(s, engine, store)
+        handle = deploy_scoring_app(s, user_config=applied)
+        from services.cli import serving_reconciler
+
+        control = serving_reconciler(s, engine, store, applied)  # Activate / prompt edits reach Serve
         worker = ScoringWorker(
             s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
-            recorder=NormalPeriodRecorder(engine, store),
+            recorder=NormalPeriodRecorder(engine, store), prompt_set_for=control.prompt_set_for,
             producer=make_producer(s.kafka, "vigil-scoring"),
             consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
         )
@@ -169,6 +174,8 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
             signal.signal(sig, h)
         if worker is not None:
             worker.close()
+        if control is not None:
+            control.close()
         if evidence is not None:
             evidence.close()
         if api_server is not None:

@@ -157,12 +157,15 @@ def _start_worker(s: Settings, *, metrics_port: int | None = None, deploy: bool 
     migrate(s.database_url)
     ensure_topics(s.kafka)
     engine, store = make_engine(s.database_url), ObjectStore(s.s3)
+    control = None
     if deploy:
         from services.trainer.registry import serving_user_config
 
         # a fresh replica must serve the active model version, not the zero-shot heads
-        handle = deploy_scoring_app(s, user_config=serving_user_config(s, engine, store))
-    else:
+        applied = serving_user_config(s, engine, store)
+        handle = deploy_scoring_app(s, user_config=applied)
+        control = serving_reconciler(s, engine, store, applied)
+    else:  # the RayService owns the app's config (issue 25): prompt sets and versions come with it
         handle = get_scoring_handle(s)
     if metrics_port is not None:
         from vigil.metrics import serve_metrics
@@ -170,11 +173,29 @@ def _start_worker(s: Settings, *, metrics_port: int | None = None, deploy: bool 
         serve_metrics(metrics_port)
     from vigil.normal_period import NormalPeriodRecorder
 
-    return ScoringWorker(
+    worker = ScoringWorker(
         s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store, recorder=NormalPeriodRecorder(engine, store),
         producer=make_producer(s.kafka, "vigil-scoring"),
         consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
+        prompt_set_for=control.prompt_set_for if control else None,
     )
+    return worker, control
+
+
+def serving_reconciler(s: Settings, engine, store, applied: dict):  # noqa: ANN001
+    """The scorer follows SQL (model activation, prompt sets, camera contexts): composed here,
+    so the scoring service needs nothing from the trainer's registry but this callable."""
+    from services.scoring.control_plane import ServingReconciler
+    from services.scoring.deploy import reconfigure_scoring_app
+    from services.trainer.registry import serving_user_config
+
+    rec = ServingReconciler(s, engine, lambda: serving_user_config(s, engine, store),
+                            lambda uc: reconfigure_scoring_app(s, uc), applied=applied)
+    try:
+        rec.poll()  # prompt sets already edited in SQL apply before the first segment
+    except Exception as exc:  # noqa: BLE001  the reconciler retries; scoring starts anyway
+        log.warning("scoring control plane: first read failed (%s)", exc)
+    return rec.start()
 
 
 @app.command("score-worker")
@@ -193,7 +214,7 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
     from services.trainer.normal_camera import NormalPeriodWatcher
 
     s = _resolved(_settings(config, state_dir))
-    worker = _start_worker(s, metrics_port=metrics_port, deploy=deploy)
+    worker, control = _start_worker(s, metrics_port=metrics_port, deploy=deploy)
     evidence = EvidenceMaintainer(worker.store, worker.sink.engine, s).start()
     watcher = NormalPeriodWatcher(s).start() if auto_train else None
     with _StopOnSignal() as stop:
@@ -201,6 +222,8 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
         worker.run()
     worker.close()
     evidence.close()
+    if control is not None:
+        control.close()
     if watcher is not None:
         watcher.close()
 

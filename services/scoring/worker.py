@@ -151,8 +151,11 @@ class ScoringWorker:
         prefetch_threads: int = 2,
         stats_fn: Callable[[], dict[str, Any]] | None = None,
         recorder: NormalPeriodRecorder | None = None,
+        prompt_set_for: Callable[[str, CameraParams], str] | None = None,
     ) -> None:
         self.settings = settings
+        # which prompt set scores a camera (the control plane's, from SQL); default: its params' name
+        self.prompt_set_for = prompt_set_for or (lambda _cam, p: p.prompt_set or settings.model.prompt_set)
         # each camera's normal period (footage its normality is learnt from); None = record nothing
         self.recorder = recorder
         self.score_fn = score_fn
@@ -250,7 +253,7 @@ class ScoringWorker:
             self._dead_letter(rec, str(exc))
             return
         params = self.settings.params_for(ref.camera_id)
-        prompt_set = params.prompt_set or self.settings.model.prompt_set
+        prompt_set = self.prompt_set_for(ref.camera_id, params)
         rt = self._camera(ref.camera_id)
         t0 = time.perf_counter()
         result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id,
