@@ -228,6 +228,10 @@ class CameraParams(_Strict):
     threshold_adapt_step: float = Field(
         0.002, ge=0, le=0.1, description="most the learnt threshold moves per segment: slow drift is followed, "
         "an anomaly (its segments are inside an event, so never in the window) is not absorbed")
+    threshold_adapt_down: bool = Field(
+        False, description="let the adapting threshold fall below the calibrated one when the scene's normal scores "
+        "fall; off: it only rises (a falling threshold let a dark scene's noise through on the SynthCity dusk, "
+        "benchmarks/synthcity_dusk.json)")
     smoothing_alpha: float = Field(1.0, gt=0, le=1, description="EMA weight of the newest score; 1 = none")
     pre_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip starts this long before the event")
     post_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip ends this long after the event")

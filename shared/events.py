@@ -19,7 +19,10 @@ Rules (per segment, in seq order):
   that never adapts during it). Then the threshold keeps adapting to normal drift: every segment
   scored while no event is open joins a window of the last ``adapt_window`` such scores, and
   the threshold moves towards the window's quantile + margin by at most ``adapt_step``; the
-  segments of an event never enter the window, so an anomaly is not absorbed. When the model
+  segments of an event never enter the window, so an anomaly is not absorbed. By default it
+  only rises above the calibrated threshold, never falls below it (``threshold_adapt_down``):
+  on the SynthCity dusk the zero-shot scores fall in the dark and a falling threshold let the
+  dark's noise through (24 false alarms against 13; benchmarks/synthcity_dusk.json). When the model
   that scores the camera changes (its own normality version arrives: the scores' scale
   changes), the threshold is learnt again from the new model's first ``calibration_segments``
   (no skip; an event already open is closed first, and none opens while relearning). Fixed
@@ -100,6 +103,8 @@ class EventTracker:
     calib_floor: float = 0.05
     adapt_window: int = 0  # calibrated mode: recent scores outside events the threshold follows
     adapt_step: float = 0.0
+    adapt_down: bool = False  # may the adapting threshold fall below the one calibration learnt
+    calibrated_threshold: float | None = None
     recent: list[float] = field(default_factory=list)
     scorer: str | None = None  # the model version whose scores the threshold was learnt from
     seen: int = 0
@@ -127,6 +132,7 @@ class EventTracker:
             calib_floor=params.calibration_floor,
             adapt_window=params.threshold_adapt_window if cal else 0,
             adapt_step=params.threshold_adapt_step,
+            adapt_down=params.threshold_adapt_down,
         )
 
     @property
@@ -149,6 +155,7 @@ class EventTracker:
             self.adapt_window, self.recent = 0, []
         else:
             self.adapt_window, self.adapt_step = params.threshold_adapt_window, params.threshold_adapt_step
+            self.adapt_down = params.threshold_adapt_down
             self.recent = self.recent[-self.adapt_window:] if self.adapt_window else []
         self.min_event_segments, self.end_after_segments = params.min_event_segments, params.end_after_segments
         self.alpha = params.smoothing_alpha
@@ -170,7 +177,7 @@ class EventTracker:
         import numpy as np
 
         learnt = float(np.quantile(np.asarray(self.normal_scores), self.calib_q)) + self.calib_margin
-        self.threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
+        self.threshold = self.calibrated_threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
         self._release_from(self.normal_scores)
         self.recent = self.normal_scores[-self.adapt_window:] if self.adapt_window else []
         self.normal_scores = []
@@ -184,7 +191,8 @@ class EventTracker:
         self.recent = (self.recent + [round(s, 6)])[-self.adapt_window:]
         if len(self.recent) < max(2, self.calib_n):
             return
-        target = min(0.99, max(self.calib_floor, float(np.quantile(np.asarray(self.recent), self.calib_q)) + self.calib_margin))
+        lowest = self.calib_floor if self.adapt_down or self.calibrated_threshold is None else self.calibrated_threshold
+        target = min(0.99, max(lowest, float(np.quantile(np.asarray(self.recent), self.calib_q)) + self.calib_margin))
         step = min(max(target - self.threshold, -self.adapt_step), self.adapt_step)
         self.threshold = round(self.threshold + step, 6)
         self._release_from(self.recent)

@@ -46,3 +46,57 @@ def test_reconfigure_under_load_keeps_replicas_and_every_segment(stack, tmp_path
         events = list(db.exec(select(Event)))
     # threshold 0.05 (fixed mode, min 2 segments) opens an event on every camera scored after the switch
     assert late and {r.camera_id for r in late} <= {e.camera_id for e in events}
+
+
+def test_prompt_set_edited_through_the_api_reaches_the_next_segments(stack, tmp_path):
+    """An analyst edits the camera's context's prompt set (the API writes a new SQL version);
+    the control plane reconfigures Score within seconds; the next segments are described by
+    the new set, every segment is scored exactly once, and the replica never restarts."""
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+    from ray import serve
+    from sqlmodel import Session, select
+
+    from services.api.main import create_app
+    from services.scoring.control_plane import ServingReconciler
+    from vigil.models import SegmentScore
+
+    n_seg = 40
+    s = _settings(stack, _config(stack, tmp_path, "pe", 1, app="vigil-prompt-edit", realtime=True))
+    s = s.model_copy(update={"serve": s.serve.model_copy(update={"encoder_num_cpus": 0.25}),
+                             "api": s.api.model_copy(update={"admin_key": SecretStr("pe-admin")})})
+    engine = make_engine(s.database_url)
+    handle = deploy_scoring_app(s)
+    info0 = handle.scorer_info.remote().result(timeout_s=120)
+    rec = ServingReconciler(s, engine, dict, lambda uc: reconfigure_scoring_app(s, uc), applied={}, every_s=1.0).start()
+    w, th = _worker(s, handle)
+    w.prompt_set_for = rec.prompt_set_for
+    new = ["a purple elephant dancing", "a red balloon floating"]
+    try:
+        ing = _ingest(s, n_seg)
+        _wait(lambda: _count(engine) >= 8, 120, "8 rows before the edit")
+        with TestClient(create_app(s, engine=engine)) as api:
+            r = api.put("/contexts/default/prompt-sets/default", headers={"X-API-Key": "pe-admin"},
+                        json={"normal": ["people walking"], "abnormal": new})
+            assert r.status_code == 201, r.text
+        t_edit = time.time()
+        _wait(lambda: "default/default" in handle.scorer_info.remote().result(timeout_s=30)["prompt_sets"], 10,
+              "the edited set on the replica")
+        reached_s = time.time() - t_edit
+        assert ing.join(timeout=180)
+        _wait(lambda: _count(engine) >= n_seg, 240, "all rows")
+        info1 = handle.scorer_info.remote().result(timeout_s=30)
+    finally:
+        rec.close()
+        _stop(w, th)
+        serve.delete("vigil-prompt-edit")
+    print(f"prompt-set edit on the replica {reached_s:.1f} s after the API answered")
+    with Session(engine) as db:
+        rows = list(db.exec(select(SegmentScore).order_by(SegmentScore.seq)))
+    assert len(rows) == n_seg == len({r.segment_id for r in rows}), "a segment lost or scored twice"
+    texts = [{d["text"] for d in r.top_descriptions} for r in rows]
+    assert not any(t & set(new) for t in texts[:8]), "described by the new set before the edit"
+    late = [t for r, t in zip(rows, texts) if r.scored_at.timestamp() > t_edit + reached_s + 2]
+    # every description now comes from the edited set (its normal and abnormal lists)
+    assert late and all(t & set(new) and t <= set(new) | {"people walking"} for t in late), late[:3]
+    assert info1["pid"] == info0["pid"]

@@ -100,6 +100,26 @@ def test_event_ends_when_scores_return_to_a_high_normal_level():
     assert [(k, a, b) for k, _, a, b, _ in out if k != "update"] == [("new", 40, 40), ("end", 40, 44)]
 
 
+def test_threshold_never_falls_below_calibration_unless_allowed():
+    """Scores that fall (a scene going dark, zero-shot): the threshold stays at the calibrated one
+    by default, and follows them down only with ``threshold_adapt_down``."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    level = np.concatenate([np.full(64, 0.30), np.linspace(0.30, 0.10, 600)])
+    scores = np.clip(level + rng.normal(0, 0.02, len(level)), 0, 1)
+    last = {}
+    for down in (False, True):
+        tr = EventTracker.for_camera("cam", CameraParams(calibration_skip_segments=0, calibration_segments=32,
+                                                         threshold_adapt_down=down))
+        for i, x in enumerate(scores):
+            tr.update(segment_id=f"s{i}", seq=i, t_start=T0, t_end=T0, score=float(x))
+        last[down] = (tr.calibrated_threshold, tr.threshold)
+    cal, kept = last[False]
+    assert kept == cal and 0.3 < cal < 0.45
+    assert last[True][1] < cal - 0.1  # allowed down: it follows the darker scene
+
+
 def _drift_run(adapt_window: int):
     """A camera whose normal level drifts up slowly (dusk: 0.20 -> 0.45 over 1,500 segments,
     ~1.7 h at 4 s a segment), then one real anomaly of 40 segments at 0.95."""
