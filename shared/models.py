@@ -56,6 +56,8 @@ class SegmentScoreBase(SQLModel):
     s_obj: float | None = Field(default=None, description="object-normality stream (0005)")
     gate: float | None = None
     model_version: str = Field(max_length=200)
+    prompt_set: str | None = Field(default=None, max_length=200,
+                                   description="prompt set that scored it, <name>@<content hash> (0008)")
     object_key: str = Field(max_length=500)
 
 
@@ -90,6 +92,8 @@ class EventBase(SQLModel):
     severity: str = Field(default="medium", max_length=16)
     status: str = Field(default="open", max_length=16, description="open | closed")
     model_version: str = Field(max_length=200)
+    prompt_set: str | None = Field(default=None, max_length=200,
+                                   description="prompt set of its peak segment, <name>@<content hash> (0008)")
     thumbnail_key: str | None = Field(default=None, max_length=500)
     clip_key: str | None = Field(default=None, max_length=500)
 

@@ -243,9 +243,9 @@ class Score:
         from vigil.model import stages
 
         # one model for the whole request, whatever reconfigure does meanwhile
-        model, normality = self.model, self.normality.get(camera_id or "")
-        res, new_state = stages.score(model, normality, enc, obs, state, self._prompt_set(prompt_set), fps=fps or 4.0,
-                                      streams=self.families)
+        model, normality, ps = self.model, self.normality.get(camera_id or ""), self._prompt_set(prompt_set)
+        res, new_state = stages.score(model, normality, enc, obs, state, ps, fps=fps or 4.0, streams=self.families)
+        res["prompt_set"] = f"{prompt_set}@{ps.version}" if ps is not None else None
         res.pop("raw", None)
         res["state"] = new_state
         res["threshold"] = self.thresholds.get(camera_id or "", self.thresholds.get("default"))

@@ -56,7 +56,8 @@ class Sink:
                     s_pred=result.get("s_pred"), s_obj=result.get("s_obj"), gate=result.get("gate"),
                     streams=result.get("streams"),
                     frame_scores=result.get("frame_scores", []), top_descriptions=result.get("top_descriptions", []),
-                    model_version=result["model_version"], object_key=ref.object_key, scored_at=now,
+                    model_version=result["model_version"], prompt_set=result.get("prompt_set"),
+                    object_key=ref.object_key, scored_at=now,
                 )
             )
             for tr in transitions:
@@ -74,6 +75,7 @@ class Sink:
                 if peak_here:
                     row.peak_s_sem, row.peak_s_pred = result.get("s_sem"), result.get("s_pred")
                     row.peak_s_obj, row.peak_streams = result.get("s_obj"), result.get("streams")
+                    row.prompt_set = result.get("prompt_set")
                 row.top_descriptions = list(ev.top_descriptions)
                 row.segment_ids = list(ev.segment_ids)
                 row.severity = severity(ev.peak_score, tracker.threshold)  # the learnt one when calibrated

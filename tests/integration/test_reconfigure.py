@@ -100,3 +100,6 @@ def test_prompt_set_edited_through_the_api_reaches_the_next_segments(stack, tmp_
     # every description now comes from the edited set (its normal and abnormal lists)
     assert late and all(t & set(new) and t <= set(new) | {"people walking"} for t in late), late[:3]
     assert info1["pid"] == info0["pid"]
+    # each row names the set that scored it: the packaged one, then the context's edited version
+    assert rows[0].prompt_set.startswith("default@") and all(r.prompt_set.startswith("default/default@")
+                                                              for r, t in zip(rows, texts) if t in late)

@@ -164,7 +164,7 @@ def list_events(
 # (PostgreSQL's json type keeps the text as written; SQLite stores text), so a page is
 # rendered without parsing and re-serialising every description (see services.api.render).
 PAGE_SCALARS = (
-    "id", "camera_id", "peak_score", "severity", "status", "model_version", "thumbnail_key", "clip_key",
+    "id", "camera_id", "peak_score", "severity", "status", "model_version", "prompt_set", "thumbnail_key", "clip_key",
     "t_start", "t_end", "first_seq", "last_seq", "peak_s_sem", "peak_s_pred", "peak_s_obj", "created_at",
     "updated_at",
 )
