@@ -13,8 +13,13 @@ import pytest
 import ray
 from sqlmodel import Session, select
 
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from services.api.main import create_app
 from services.ingest.runner import IngestService
-from services.scoring.deploy import deploy_scoring_app, handle_score_fn
+from services.scoring.control_plane import ServingReconciler
+from services.scoring.deploy import deploy_scoring_app, handle_score_fn, reconfigure_scoring_app
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker
 from services.trainer import registry
@@ -128,10 +133,14 @@ def activation(trained, tmp_path_factory):
     vw.release()
     cam = CameraConfig(id="cam-act", source=FileSource(path=video, realtime=True),
                        params={"fps": 10.0, "frames_per_segment": t, "threshold": 0.99})
-    s2 = s.model_copy(update={"cameras": [cam]})
+    s2 = s.model_copy(update={"cameras": [cam], "api": s.api.model_copy(update={"admin_key": SecretStr("act-admin")})})
     ensure_topics(s2.kafka)
     handle = deploy_scoring_app(s2)
     before = _score_replicas()
+    # the dashboard's "Activate" flips the registry's flag through the API; the score worker's
+    # control plane sees it in SQL and reconfigures the replicas
+    control = ServingReconciler(s2, engine, lambda: registry.serving_user_config(s2, engine, store),
+                                lambda uc: reconfigure_scoring_app(s2, uc), applied={}, every_s=1.0).start()
     worker = ScoringWorker(s2, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
                            producer=make_producer(s2.kafka), consumer=make_consumer(s2.kafka, group="vigil-act", client_id="a"))
     th = threading.Thread(target=worker.run, daemon=True)
@@ -148,7 +157,9 @@ def activation(trained, tmp_path_factory):
         while len(rows()) < 5 and time.monotonic() < deadline:
             time.sleep(0.3)
         assert len(rows()) >= 5
-        registry.activate(s2, engine, store, out.candidate, serve=True)
+        with TestClient(create_app(s2, engine=engine, store=store)) as api:
+            r = api.post(f"/models/{out.candidate}/activate", headers={"X-API-Key": "act-admin"})
+            assert r.status_code == 200, r.text
         assert ingest.join(timeout=120), "ingest did not finish"
         expected = ingest.health()[0].segments
         deadline = time.monotonic() + 120
@@ -156,6 +167,7 @@ def activation(trained, tmp_path_factory):
             time.sleep(0.5)
         got = rows()
     finally:
+        control.close()
         worker.stop.set()
         th.join(30)
         worker.close()
