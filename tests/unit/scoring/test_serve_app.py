@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -56,22 +57,37 @@ def test_reconfigure_swaps_heads_and_keeps_scoring(enc_and_score, tmp_path):
     save_heads(sc.model, path)
     sc.model = serve_app._load_model("vigil-micro", None, None, 1)  # back to zero-shot heads
     assert sc.score(e, None, None)["model_version"] == v0
-    errors, results = [], []
+    errors, results = [], []  # (phase when the request started, version that answered it)
+    phase, stop = ["before"], threading.Event()
 
     def hammer():
         try:
-            for _ in range(30):
-                results.append(sc.score(e, None, None)["model_version"])
+            while not stop.is_set():
+                started = phase[0]
+                results.append((started, sc.score(e, None, None)["model_version"]))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
     th = threading.Thread(target=hammer)
     th.start()
-    sc.reconfigure({"heads": str(path)})
+    while len(results) < 3:
+        time.sleep(0.001)
+    phase[0] = "during"
+    sc.reconfigure({"heads": str(path)})  # loads and builds the new heads while requests keep coming
+    phase[0] = "after"
+    n_swapped = len(results)
+    while len(results) < n_swapped + 3:
+        time.sleep(0.001)
+    stop.set()
     th.join()
-    assert not errors and len(results) == 30, "requests during a heads swap must all be answered"
+    assert not errors, "requests during a heads swap must all be answered"
     v1 = sc.score(e, None, None)["model_version"]
-    assert v1 != v0 and results[-1] in (v0, v1)
+    assert v1 != v0
+    by_phase = {p: [v for q, v in results if q == p] for p in ("before", "during", "after")}
+    assert by_phase["during"], "no request overlapped the swap"
+    assert set(by_phase["before"]) == {v0} and set(by_phase["after"]) == {v1}
+    versions = [v for _, v in results]  # old heads, then new ones: never back, never a third
+    assert set(versions) == {v0, v1} and versions == sorted(versions, key=lambda v: v == v1)
     sc.reconfigure({"heads": None})  # null: back to the heads the app was built with
     assert sc.score(e, None, None)["model_version"] == v0
 
