@@ -326,7 +326,7 @@ def active_peers(version: ModelVersion) -> Any:
 
 
 class ModelVersionCreate(ModelVersionBase):
-    id: str = Field(max_length=200, schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$"})
+    id: str = Field(max_length=200, schema_extra={"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,199}$"})
 
 
 class ModelVersionPublic(ModelVersionBase):

@@ -13,7 +13,7 @@ from vigil.models import ModelVersionCreate, ModelVersionPublic, TrainingRunPubl
 
 router = APIRouter(tags=["models"])
 
-VersionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$")]
+VersionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,199}$")]
 
 
 def _pub(row) -> ModelVersionPublic:  # noqa: ANN001

@@ -82,6 +82,13 @@ def test_model_versions_list_and_activate(client, admin, engine):
     active = {m["id"]: m["active"] for m in client.get("/models", headers=admin).json()}
     assert active == {"m1": False, "m2": True, "normality:n1": False, "normality:n2": True, "normality:n3": True}
     assert client.post("/models/nope/activate", headers=admin).status_code == 404
+    # the registry's own heads ids (<backbone>@<package>+heads:<digest>) can be read and activated
+    heads = "vigil-micro@package:b5a0479ba4e2+heads:1f2e3d4c5b6a"
+    assert client.post("/models", headers=admin, json={"id": heads, "backbone": "vigil-micro"}).status_code == 201
+    assert client.get(f"/models/{heads}", headers=admin).json()["id"] == heads
+    assert client.post(f"/models/{heads}/activate", headers=admin).json()["active"] is True
+    assert client.post(f"/models/{heads}/activate", headers=admin).status_code == 200
+    client.post("/models/m2/activate", headers=admin)
     with Session(engine) as s:
         s.add(TrainingRun(id="run-1", status="succeeded", output_model_version="m2"))
         s.commit()
