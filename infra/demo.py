@@ -142,10 +142,13 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
         from services.ingest.desired import DesiredCameras
+        from services.ingest.status import SourceStatusReporter
 
-        # ingest follows the cameras table, so a camera added, edited or disabled in the dashboard takes effect within seconds
+        # ingest follows the cameras table, so a camera added, edited or disabled in the dashboard takes effect within
+        # seconds, and reports each source's health where the API's camera health reads it
         ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"),
-                               desired=DesiredCameras(engine, s).read)
+                               desired=DesiredCameras(engine, s).read, status=SourceStatusReporter(engine),
+                               reconcile_every_s=s.ingest.reconcile_every_s)
         ingest.start()
         echo(f"API        http://127.0.0.1:{api_port}   (header X-API-Key: the api.admin_key setting; try /events)")
         if dashboard:

@@ -111,26 +111,30 @@ def ingest(config: ConfigOpt = None, state_dir: StateOpt = None,
                "--follow/--static", help="follow the cameras table (SQL, the source of truth): cameras added, "
                "edited, disabled or deleted in the dashboard or the API take effect within seconds; --static "
                "runs only the configured cameras and stops when their sources end")] = True) -> None:
-    """Read the cameras and publish their segments."""
+    """Read the cameras and publish their segments; report each source's health to SQL.
+
+    Several ingest processes share the cameras table by ``ingest.shard`` (``VIGIL_INGEST__SHARD=i/n``).
+    """
     from services.ingest.desired import DesiredCameras
     from services.ingest.runner import IngestService
+    from services.ingest.status import SourceStatusReporter
     from vigil.bus import ensure_topics, make_producer
     from vigil.camera_seed import seed_cameras
     from vigil.db import make_engine, migrate
     from vigil.objectstore import ObjectStore
 
     s = _resolved(_settings(config, state_dir))
-    desired = None
+    desired = status = None
     if follow:
         migrate(s.database_url)
         engine = make_engine(s.database_url)
         seed_cameras(engine, s.cameras)  # idempotent: the API does the same at its start
-        desired = DesiredCameras(engine, s).read
+        desired, status = DesiredCameras(engine, s).read, SourceStatusReporter(engine)
     elif not s.cameras:
         raise _fail("no cameras configured: add a `cameras:` list to the config")
     ensure_topics(s.kafka)
     svc = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"), max_segments=max_segments,
-                        desired=desired)
+                        desired=desired, status=status, reconcile_every_s=s.ingest.reconcile_every_s)
     svc.start()
     with _StopOnSignal() as stop:
         while not stop.is_set():

@@ -12,6 +12,7 @@ after loading, a process reads ``settings.cameras[i].params`` and nothing else.
 from __future__ import annotations
 
 import os
+import zlib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -138,6 +139,35 @@ class NormalitySettings(_Strict):
         "2-core box (it trains with torch_threads threads whatever it reserves)")
     torch_threads: int = Field(1, ge=1, le=256)
     watch_interval_s: float = Field(10.0, gt=0, description="how often complete normal periods are looked for")
+
+
+class IngestSettings(_Strict):
+    """How ingest processes share the cameras table (``vigil ingest``)."""
+
+    shard: str = Field(
+        "0/1", pattern=r"^\d+/[1-9]\d*$",
+        description="i/n: of the cameras added through the API or dashboard, this ingest process runs those whose "
+        "id hashes to i of n (CRC-32 of the id); its configured cameras always run here. The chart gives each of "
+        "its n ingest groups its own i; a single box keeps 0/1 (all cameras)")
+    reconcile_every_s: float = Field(
+        5.0, gt=0, le=60, description="how often the cameras table is re-read and camera health reported")
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> IngestSettings:
+        i, n = self.shard_of
+        if i >= n:
+            raise ValueError(f"ingest.shard {self.shard!r}: the index must be below the count (0..{n - 1})")
+        return self
+
+    @property
+    def shard_of(self) -> tuple[int, int]:
+        i, n = self.shard.split("/")
+        return int(i), int(n)
+
+    def runs(self, camera_id: str) -> bool:
+        """Whether this shard runs ``camera_id`` (stable across processes and restarts)."""
+        i, n = self.shard_of
+        return zlib.crc32(camera_id.encode()) % n == i
 
 
 class RetentionSettings(_Strict):
@@ -284,6 +314,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     normality: NormalitySettings = Field(default_factory=NormalitySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)

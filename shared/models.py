@@ -429,3 +429,30 @@ class ApiKeyPublic(SQLModel):
     created_at: UtcDateTime
     expires_at: UtcDateTime | None = None
     revoked_at: UtcDateTime | None = None
+
+
+# ---------------------------------------------------------------- camera sources, as ingest sees them
+
+
+class SourceStatus(SQLModel, table=True):
+    """A camera source's health, reported by the ingest process that runs it (0009).
+
+    Written every reconcile tick; a row whose ``reported_at`` is old means its ingest stopped
+    reporting. Never holds the source URL: ``last_error`` is scrubbed of it before it is stored.
+    """
+
+    __tablename__ = "source_status"
+    camera_id: str = Field(primary_key=True, max_length=64)
+    ingest_id: str = Field(max_length=200, description="host:pid of the ingest process running the camera")
+    state: str = Field(max_length=16, description="starting | streaming | reconnecting | finished | failed")
+    connected: bool = False
+    fps: float | None = Field(default=None, description="frames per second sampled into segments, measured")
+    frames: int = 0
+    segments: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    last_frame_at: datetime | None = _ts_opt()
+    last_segment_at: datetime | None = _ts_opt()
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    started_at: datetime = _created()
+    reported_at: datetime = _created()

@@ -112,6 +112,25 @@ class ScoresPage(BaseModel):
     threshold: float | None = Field(None, description="the camera's event threshold from the configuration")
 
 
+class SourceHealthOut(BaseModel):
+    """The camera's source as the ingest process running it last reported it (never its URL)."""
+
+    state: str = Field(description="starting | streaming | reconnecting | finished | failed | stopped")
+    connected: bool = Field(description="frames arrived recently and its ingest is still reporting")
+    reporting: bool = Field(description="its ingest reported within three reconcile periods")
+    fps: float | None = Field(None, description="frames per second sampled into segments, measured")
+    frames: int
+    segments: int = Field(description="segments stored and announced")
+    dropped: int = Field(description="segments dropped because the upload buffer was full")
+    reconnects: int
+    last_frame_at: UtcDateTime | None = None
+    last_segment_at: UtcDateTime | None = Field(None, description="when its newest segment was announced")
+    last_error: str | None = None
+    ingest_id: str = Field(description="host:pid of the ingest process")
+    started_at: UtcDateTime
+    reported_at: UtcDateTime
+
+
 class CameraHealth(BaseModel):
     camera_id: str
     state: Literal["running", "stalled", "unknown"] = Field(
@@ -128,3 +147,6 @@ class CameraHealth(BaseModel):
     normal_period: dict[str, Any] | None = Field(
         None, description="the camera's normal period: status (recording | complete | training | trained | failed), "
         "recorded_s, target_s, hours (seconds per UTC hour), error")
+    source: SourceHealthOut | None = Field(
+        None, description="the ingest side: connected, measured fps, last segment, reconnects, last error; "
+        "none while no ingest process runs the camera")

@@ -125,16 +125,12 @@ class ApiClient:
 
     def camera_scores(self, camera_id: str, *, since: datetime | None = None, until: datetime | None = None,
                       limit: int = 500) -> dict:
-        """Segment scores of a camera, oldest first: ``{"items": [...], "threshold": float | None}``.
-
-        Needs ``GET /cameras/{id}/scores`` (not every API version has it: EndpointMissing)."""
+        """Segment scores of a camera, oldest first: ``{"items": [...], "threshold": float | None}``."""
         body = self._get(f"/cameras/{_quote(camera_id)}/scores", since=since, until=until, limit=limit)
-        if isinstance(body, list):
-            body = {"items": body}
         return {"items": list(body.get("items", [])), "threshold": body.get("threshold")}
 
     def camera_health(self, camera_id: str) -> dict:
-        """Needs ``GET /cameras/{id}/health`` (EndpointMissing where absent)."""
+        """Scoring side, model, normal period and (``source``) the ingest side of a camera."""
         return self._get(f"/cameras/{_quote(camera_id)}/health")
 
     # ------------------------------------------------------------------ prompts
@@ -151,11 +147,6 @@ class ApiClient:
         """Save; returns the version and whether it is new (201) or unchanged (200)."""
         resp = self._request("PUT", f"/contexts/{_quote(context)}/prompt-sets/{_quote(name)}", json=dict(body))
         return resp.json(), resp.status_code == 201
-
-    def preview_prompts(self, context: str, name: str, event_id: str, body: Mapping[str, Any]) -> dict:
-        """Server-side preview; needs ``POST /contexts/{c}/prompt-sets/{n}/preview`` (EndpointMissing)."""
-        return self._request("POST", f"/contexts/{_quote(context)}/prompt-sets/{_quote(name)}/preview",
-                             json={**body, "event_id": event_id}).json()
 
     # ------------------------------------------------------------------ models
     def models(self) -> list[dict]:

@@ -74,18 +74,27 @@ def camera_from_row(row: Camera, settings: Settings) -> CameraConfig:
 
 
 class DesiredCameras:
-    """Reads the cameras table; remembers which unusable rows it already reported."""
+    """Reads the cameras table: the enabled cameras this process runs (its configured ones, and
+    its ``settings.ingest.shard`` of those added through the API); remembers which unusable rows
+    it already reported."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine, self.settings = engine, settings
         self._reported: dict[str, str] = {}
+
+    def _mine(self, row: Camera) -> bool:
+        """A configured camera runs in the process whose configuration holds its source (a
+        cluster's camera group); a camera added through the API runs in the shard its id hashes to."""
+        if row.from_config:
+            return any(c.id == row.id for c in self.settings.cameras)
+        return self.settings.ingest.runs(row.id)
 
     def read(self) -> list[CameraConfig]:
         with session_scope(self.engine) as db:
             rows = list(db.exec(select(Camera).order_by(Camera.id)))
             out = []
             for row in rows:
-                if not row.enabled:
+                if not row.enabled or not self._mine(row):
                     continue
                 try:
                     out.append(camera_from_row(row, self.settings))

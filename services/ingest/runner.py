@@ -14,9 +14,11 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -28,7 +30,7 @@ from vigil.contracts import SegmentRef
 from vigil.objectstore import ObjectStore, ObjectStoreError
 from vigil.segments import CONTENT_TYPE, encode_segment
 
-from .sources import SourceError, describe, open_source
+from .sources import SourceError, describe, open_source, scrub
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +41,45 @@ class PendingSegment:
     payload: bytes
 
 
+FPS_WINDOW_S = 10.0  # measured fps: frames sampled over about this many seconds
+STALE_AFTER_S = 5.0  # no frame for this long (and never less than two frame periods): not connected
+
+
 @dataclass
 class SourceHealth:
-    """One camera source as ingest sees it (the API's CameraHealth is the scoring side)."""
+    """One camera source as ingest sees it; reported to SQL and shown by the API's camera
+    health next to the scoring side. Wall-clock times (``time.time()``)."""
 
     camera_id: str
-    state: str = "starting"  # starting | streaming | finished | failed
+    state: str = "starting"  # starting | streaming | reconnecting | finished | failed
     frames: int = 0
     segments: int = 0
     dropped: int = 0
-    error: str | None = None
+    reconnects: int = 0
+    error: str | None = None  # the newest error, scrubbed of the source URL or path
     last_frame_at: float | None = None
+    last_segment_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+    _sampled: deque[float] = field(default_factory=deque, repr=False, compare=False)
+
+    def frame_sampled(self, now: float) -> None:
+        self._sampled.append(now)
+        while self._sampled and now - self._sampled[0] > FPS_WINDOW_S:
+            self._sampled.popleft()
+
+    @property
+    def fps(self) -> float | None:
+        """Frames per second sampled into segments over the last ``FPS_WINDOW_S``."""
+        ts = list(self._sampled)
+        if len(ts) < 2 or ts[-1] <= ts[0]:
+            return None
+        return (len(ts) - 1) / (ts[-1] - ts[0])
+
+    def connected(self, now: float | None = None, nominal_fps: float | None = None) -> bool:
+        if self.state != "streaming" or self.last_frame_at is None:
+            return False
+        stale = max(STALE_AFTER_S, 2.0 / nominal_fps) if nominal_fps else STALE_AFTER_S
+        return (time.time() if now is None else now) - self.last_frame_at <= stale
 
 
 def _resize_to_fit(frame: np.ndarray, max_side: int) -> np.ndarray:
@@ -103,15 +133,17 @@ class CameraIngest:
         wall0 = utcnow()
         seg_t0 = 0.0
         try:
-            for t, frame in open_source(self.cam.source, self.stop):
+            for t, frame in open_source(self.cam.source, self.stop, self._retrying):
+                now = time.time()
                 self.health.frames += 1
-                self.health.last_frame_at = time.time()
+                self.health.last_frame_at = now
                 self.health.state = "streaming"
                 metrics.FRAMES_READ.labels(self.cam.id).inc()
                 metrics.CAMERA_UP.labels(self.cam.id).set(1)
                 if t + 1e-9 < next_t:
                     continue
                 next_t += period
+                self.health.frame_sampled(now)
                 if not frames:
                     seg_t0 = t
                 frames.append(_resize_to_fit(frame, p.max_side))
@@ -125,12 +157,17 @@ class CameraIngest:
                     self._emit(frames, seq, wall0 + timedelta(seconds=seg_t0), wall0 + timedelta(seconds=t + period))
             self.health.state = "finished"
         except SourceError as exc:
-            self.health.state, self.health.error = "failed", str(exc)
+            self.health.state, self.health.error = "failed", scrub(str(exc), self.cam.source)
             metrics.INGEST_ERRORS.labels(self.cam.id, "source").inc()
             log.error("camera %s: %s", self.cam.id, exc)
         finally:
             metrics.CAMERA_UP.labels(self.cam.id).set(0)
             self.capture_done.set()  # the uploader finishes the backlog, then stops
+
+    def _retrying(self, reason: str) -> None:
+        self.health.reconnects += 1
+        self.health.state, self.health.error = "reconnecting", reason
+        metrics.CAMERA_UP.labels(self.cam.id).set(0)
 
     def _emit(self, frames: list[np.ndarray], seq: int, t_start: datetime, t_end: datetime) -> None:
         p = self.cam.params
@@ -177,6 +214,7 @@ class CameraIngest:
             metrics.INGEST_BUFFER.labels(self.cam.id).set(self.buffer.qsize())
             if self._publish(item):
                 self.health.segments += 1
+                self.health.last_segment_at = time.time()
                 metrics.SEGMENTS_PUBLISHED.labels(self.cam.id).inc()
             else:  # shutting down with the store gone: don't wait out every buffered segment
                 while not self.buffer.empty():
@@ -193,6 +231,7 @@ class CameraIngest:
                 return True
             except Exception as exc:  # noqa: BLE001  keep the segment and retry
                 metrics.INGEST_ERRORS.labels(self.cam.id, "upload").inc()
+                self.health.error = f"upload failed ({type(exc).__name__}); retrying"
                 if self.stop.is_set() and isinstance(exc, ObjectStoreError):
                     lost = 1 + self.buffer.qsize()
                     log.error("camera %s: object store unavailable at shutdown; %d segment(s) not stored: %s",
@@ -209,6 +248,14 @@ class CameraIngest:
         return self.health
 
 
+class SourceStatusSink(Protocol):
+    """Where camera health goes (:class:`services.ingest.status.SourceStatusReporter`)."""
+
+    def report(self, healths: list[tuple[SourceHealth, float]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class IngestService:
     """The cameras to ingest, one capture and one upload thread each.
 
@@ -222,7 +269,8 @@ class IngestService:
 
     def __init__(self, settings: Settings, store: ObjectStore, producer: object,
                  *, max_segments: int | None = None, buffer_segments: int = 64,
-                 desired: Callable[[], list[CameraConfig]] | None = None, reconcile_every_s: float = 5.0) -> None:
+                 desired: Callable[[], list[CameraConfig]] | None = None, reconcile_every_s: float = 5.0,
+                 status: SourceStatusSink | None = None) -> None:
         self.settings = settings
         self.store, self.producer, self.topic = store, producer, settings.kafka.segments_topic
         self.max_segments, self.buffer_segments = max_segments, buffer_segments
@@ -232,6 +280,7 @@ class IngestService:
         self._lock = threading.Lock()
         self._pending = [cam for cam in settings.cameras if cam.enabled] if desired is None else []
         self._reconciler: threading.Thread | None = None
+        self.status, self._status_failing = status, False
 
     @property
     def cameras(self) -> list[CameraIngest]:
@@ -283,7 +332,26 @@ class IngestService:
                 self.reconcile(self.desired())
             except Exception as exc:  # noqa: BLE001  the table is unreachable: keep what runs, try again
                 log.warning("cameras table not read (%s); the running cameras carry on", exc)
+            self.report_status()
             self.stop.wait(self.reconcile_every_s)
+
+    def report_status(self) -> None:
+        """Tell the status sink how each running camera's source is doing (one log line when
+        reporting starts or stops failing, not one per tick)."""
+        if self.status is None:
+            return
+        with self._lock:
+            healths = [(c.health, c.cam.params.fps) for c, _ in self.running.values()]
+        try:
+            self.status.report(healths)
+        except Exception as exc:  # noqa: BLE001  health is advisory: the cameras keep streaming
+            if not self._status_failing:
+                log.warning("camera health not reported (%s); retrying every tick", exc)
+            self._status_failing = True
+        else:
+            if self._status_failing:
+                log.info("camera health reported again")
+            self._status_failing = False
 
     def start(self, *, stagger_s: float = 0.0) -> None:
         if self.desired is None:
@@ -306,6 +374,11 @@ class IngestService:
             for ci, _ in self.running.values():
                 ci.stop.set()
         self.join(timeout)
+        if self.status is not None:
+            try:
+                self.status.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("camera health not marked stopped (%s)", exc)
 
     def health(self) -> list[SourceHealth]:
         return [c.health for c in self.cameras]

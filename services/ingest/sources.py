@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -114,7 +114,10 @@ def folder_frames(src: FramesSource, stop: threading.Event) -> Iterator[tuple[fl
         offset += len(files) / src.fps
 
 
-def stream_frames(src: StreamSource, stop: threading.Event) -> Iterator[tuple[float, np.ndarray]]:
+def stream_frames(src: StreamSource, stop: threading.Event,
+                  on_retry: Callable[[str], None] | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """Frames of a live stream; reconnects with backoff. ``on_retry(reason)`` is told of each
+    reconnect (the reason never holds the URL)."""
     url = src.url.get_secret_value()
     shown = redact(url)
     delay = src.reconnect_initial_s
@@ -139,6 +142,8 @@ def stream_frames(src: StreamSource, stop: threading.Event) -> Iterator[tuple[fl
         if src.max_reconnects is not None and attempts > src.max_reconnects:
             raise SourceError(f"camera stream {shown} unreachable after {attempts} attempts; check the URL and network")
         log.warning("stream %s lost or unreachable; reconnecting in %.1fs (attempt %d)", shown, delay, attempts)
+        if on_retry is not None:
+            on_retry("stream lost after frames" if got else "stream unreachable")
         stop.wait(delay)
         delay = min(delay * 2, src.reconnect_max_s)
 
@@ -157,17 +162,32 @@ def synthetic_frames(src: SyntheticSource, stop: threading.Event) -> Iterator[tu
         yield t, frame
 
 
-def open_source(src: CameraSource, stop: threading.Event) -> Iterator[tuple[float, np.ndarray]]:
+def open_source(src: CameraSource, stop: threading.Event,
+                on_retry: Callable[[str], None] | None = None) -> Iterator[tuple[float, np.ndarray]]:
     match src:
         case FileSource():
             return file_frames(src, stop)
         case FramesSource():
             return folder_frames(src, stop)
         case StreamSource():
-            return stream_frames(src, stop)
+            return stream_frames(src, stop, on_retry)
         case SyntheticSource():
             return synthetic_frames(src, stop)
     raise SourceError(f"unknown source type {type(src).__name__}")
+
+
+def scrub(message: str, src: CameraSource) -> str:
+    """``message`` without the source's URL or path (health is shown to every viewer)."""
+    if isinstance(src, StreamSource):
+        url = src.url.get_secret_value()
+        spots = [url, redact(url)]
+    elif isinstance(src, (FileSource, FramesSource)):
+        spots = [str(src.path), str(src.path.resolve())]
+    else:
+        spots = []
+    for spot in sorted(spots, key=len, reverse=True):
+        message = message.replace(spot, "<source>")
+    return message
 
 
 def describe(src: CameraSource) -> str:

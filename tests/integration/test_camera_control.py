@@ -21,6 +21,7 @@ from sqlmodel import Session, func, select
 from services.api.main import create_app
 from services.ingest.desired import DesiredCameras
 from services.ingest.runner import IngestService
+from services.ingest.status import SourceStatusReporter
 from services.scoring.deploy import deploy_scoring_app, handle_score_fn
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker
@@ -62,7 +63,7 @@ def test_camera_added_disabled_and_deleted_through_the_api_reaches_ingest(stack)
     th = threading.Thread(target=worker.run, daemon=True)
     th.start()
     ingest = IngestService(s, store, make_producer(s.kafka), desired=DesiredCameras(engine, s).read,
-                           reconcile_every_s=1.0)
+                           reconcile_every_s=1.0, status=SourceStatusReporter(engine))
     ingest.start()
     admin = {"X-API-Key": KEY}
     try:
@@ -77,8 +78,20 @@ def test_camera_added_disabled_and_deleted_through_the_api_reaches_ingest(stack)
             running = ingest.running["added-cam"][0]
             assert running.cam.params.context == "campus"
 
+            def source():
+                return api.get("/cameras/added-cam/health", headers=admin).json()["source"] or {}
+
+            _wait(lambda: source().get("segments", 0) >= 2 and source().get("fps"), 10, "its health reaching the API")
+            src = source()
+            assert src["connected"] and src["reporting"] and src["state"] == "streaming", src
+            assert 8.0 <= src["fps"] <= 12.0, src  # sampled at the camera's 10 fps, measured by ingest
+            assert str(CLIP) not in api.get("/cameras/added-cam/health", headers=admin).text
+            print(f"its health in the API: connected, {src['fps']} fps, {src['segments']} segments")
+
             assert api.patch("/cameras/added-cam", headers=admin, json={"enabled": False}).status_code == 200
             _wait(lambda: "added-cam" not in ingest.running, 10, "ingest stopping the disabled camera")
+            _wait(lambda: not api.get("/cameras/added-cam/health", headers=admin).json()["source"], 10,
+                  "the disabled camera's source health leaving the API")
             assert running.stop.is_set()
             _wait(lambda: running.capture_done.is_set(), 10, "its capture ending")
             published = running.health.segments
@@ -92,6 +105,7 @@ def test_camera_added_disabled_and_deleted_through_the_api_reaches_ingest(stack)
             assert api.delete("/cameras/added-cam", headers=admin).status_code == 204
             _wait(lambda: ingest.health() == [], 10, "the deleted camera leaving ingest")
             assert api.get("/cameras/added-cam", headers=admin).status_code == 404
+            assert api.get("/cameras/added-cam/health", headers=admin).status_code == 404
     finally:
         ingest.shutdown(timeout=10)
         worker.stop.set()

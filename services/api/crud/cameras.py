@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from vigil.models import (
-    MODEL_KIND_NORMALITY, Camera, CameraCreate, CameraState, ModelVersion, NormalPeriod, SegmentScore, utcnow,
+    MODEL_KIND_NORMALITY, Camera, CameraCreate, CameraState, ModelVersion, NormalPeriod, SegmentScore, SourceStatus,
+    utcnow,
 )
 
 
@@ -43,6 +44,9 @@ def update_camera(session: Session, *, camera: Camera, changes: dict) -> Camera:
 
 
 def delete_camera(session: Session, *, camera: Camera) -> None:
+    status = session.get(SourceStatus, camera.id)
+    if status is not None:  # its health goes with it (ingest stops the camera at its next tick)
+        session.delete(status)
     session.delete(camera)
     session.commit()
 
@@ -71,6 +75,11 @@ def camera_state(session: Session, *, camera_id: str) -> tuple[CameraState | Non
         .order_by(SegmentScore.t_start.desc()).limit(1)
     ).first()
     return state, last
+
+
+def source_status(session: Session, *, camera_id: str) -> SourceStatus | None:
+    """How ingest last reported the camera's source (None: no ingest runs it)."""
+    return session.get(SourceStatus, camera_id)
 
 
 def camera_models(session: Session, *, camera_id: str) -> tuple[ModelVersion | None, NormalPeriod | None]:

@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from sqlalchemy.exc import IntegrityError
 
 from services.api.crud import cameras as crud
-from services.api.deps import AdminDep, SessionDep, ViewerDep
-from vigil.models import utcnow
 from services.api.crud.events import as_utc
-from services.api.schemas import CameraHealth, CameraOut, Problem, ScoreOut, ScoresPage
-from vigil.models import Camera, CameraCreate, CameraUpdate
+from services.api.deps import AdminDep, SessionDep, ViewerDep
+from services.api.schemas import CameraHealth, CameraOut, Problem, ScoreOut, ScoresPage, SourceHealthOut
+from vigil.config import Settings
+from vigil.models import Camera, CameraCreate, CameraUpdate, SourceStatus, utcnow
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
@@ -108,10 +108,21 @@ def camera_scores(
     return ScoresPage(items=[ScoreOut.model_validate(r, from_attributes=True) for r in rows], threshold=threshold)
 
 
+def _source_out(row: SourceStatus | None, settings: Settings | None) -> SourceHealthOut | None:
+    if row is None:
+        return None
+    every = settings.ingest.reconcile_every_s if settings is not None else 5.0
+    reporting = row.state != "stopped" and utcnow() - as_utc(row.reported_at) <= timedelta(seconds=3 * every)
+    return SourceHealthOut.model_validate({**row.model_dump(), "reporting": reporting,
+                                           "connected": row.connected and reporting})
+
+
 @router.get("/{camera_id}/health", response_model=CameraHealth, responses=_404,
             summary="is the camera being scored: from its scoring state and newest segment")
 def camera_health(camera_id: CameraId, session: SessionDep, principal: ViewerDep, request: Request) -> CameraHealth:
     _visible(principal, camera_id)
+    if session.get(Camera, camera_id) is None:  # deleted (or never added): its health goes with it
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
     state, last = crud.camera_state(session, camera_id=camera_id)
     stall = request.app.state.stall_after_s
     seen = [as_utc(t) for t in (state.updated_at if state else None, last.scored_at if last else None) if t]
@@ -121,6 +132,7 @@ def camera_health(camera_id: CameraId, session: SessionDep, principal: ViewerDep
         verdict = "running" if utcnow() - max(seen) <= timedelta(seconds=stall) else "stalled"
     version, period = crud.camera_models(session, camera_id=camera_id)
     return CameraHealth(
+        source=_source_out(crud.source_status(session, camera_id=camera_id), request.app.state.settings),
         camera_id=camera_id, state=verdict, last_segment_at=last.t_end if last else None,
         last_seq=state.last_seq if state else (last.seq if last else None),
         scored_at=state.updated_at if state else None, stall_after_s=stall,

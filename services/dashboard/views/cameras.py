@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from services.dashboard import data, session
-from services.dashboard.client import ApiError, EndpointMissing, describe
+from services.dashboard.client import ApiError, describe
 
 SOURCE_TYPES = ["file", "rtsp", "http", "frames", "synthetic"]
 
@@ -21,23 +21,40 @@ def period_text(p: dict | None) -> str:
     return f"{text}: {p['error']}" if p.get("error") else text
 
 
-def health_of(client, cams: list[dict]) -> tuple[dict[str, dict[str, str]], bool]:  # noqa: ANN001
-    """Each camera's health, the model scoring it and its normal period; and whether the API offers it at all."""
+def source_text(src: dict | None) -> str:
+    """The ingest side of a camera in words: connected or not, measured fps, reconnects."""
+    if not src:
+        return "not ingested"
+    if not src.get("reporting"):
+        return f"ingest not reporting since {pd.Timestamp(src['reported_at']):%H:%M:%S} UTC"
+    if src.get("connected"):
+        text = "connected" + (f", {src['fps']:.1f} fps" if src.get("fps") is not None else "")
+    else:
+        text = src.get("state") or "disconnected"
+    if src.get("reconnects"):
+        text += f", {src['reconnects']} reconnects"
+    if src.get("dropped"):
+        text += f", {src['dropped']} segments dropped"
+    return text
+
+
+def health_of(client, cams: list[dict]) -> dict[str, dict[str, str]]:  # noqa: ANN001
+    """Each camera's health (scoring and ingest sides), the model scoring it and its normal period."""
     out: dict[str, dict[str, str]] = {}
     for cam in cams:
         try:
             h = client.camera_health(cam["id"])
-        except EndpointMissing:
-            return {}, False
         except ApiError as exc:
             out[cam["id"]] = {"health": f"unknown ({exc.status})"}
             continue
         state = h.get("state") or h.get("status") or "unknown"
         state = "no segments yet" if state == "unknown" else state
         extra = f", last segment {pd.Timestamp(h['last_segment_at']):%Y-%m-%d %H:%M:%S} UTC" if h.get("last_segment_at") else ""
-        out[cam["id"]] = {"health": f"{state}{extra}", "scored by": h.get("scored_by") or "n/a",
+        src = h.get("source") or {}
+        out[cam["id"]] = {"health": f"{state}{extra}", "source health": source_text(h.get("source")),
+                          "last error": src.get("last_error") or "", "scored by": h.get("scored_by") or "n/a",
                           "normal period": period_text(h.get("normal_period"))}
-    return out, True
+    return out
 
 
 def _changed(client, msg: str) -> None:  # noqa: ANN001
@@ -56,9 +73,9 @@ def render() -> None:
     except ApiError as exc:
         st.error(describe(exc))
         return
-    health, has_health = health_of(client, cams)
+    health = health_of(client, cams)
     if cams:
-        na = {"health": "n/a", "scored by": "n/a", "normal period": "n/a"}
+        na = {"health": "n/a", "source health": "n/a", "last error": "", "scored by": "n/a", "normal period": "n/a"}
         st.dataframe(pd.DataFrame([{"id": c["id"], "name": c.get("name"), "enabled": c["enabled"],
                                     **{**na, **health.get(c["id"], {})}, "source": c["source_type"],
                                     "source URL set": c["has_source_uri"], "from config": bool(c.get("from_config")),
@@ -70,9 +87,6 @@ def render() -> None:
                                                          help="seeded from the YAML settings at start")})
     else:
         st.info("No cameras yet.")
-    if not has_health:
-        st.caption("Health: this API has no `GET /cameras/{id}/health` (ingest state, last segment time, "
-                   "fps); the column shows n/a.")
     admin = session.has_role("admin")
     if not admin:
         st.caption("Adding, editing and disabling cameras needs the admin role.")

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from services.dashboard import charts, data, nav, session
-from services.dashboard.client import ApiError, EndpointMissing, describe
+from services.dashboard.client import ApiError, describe
 
 TIMELINE_PAD_S = 60  # context shown around the event on the timeline
 
@@ -28,10 +28,6 @@ def timeline(client, ev: dict) -> None:  # noqa: ANN001
     since, until = (t0 - timedelta(seconds=TIMELINE_PAD_S)).to_pydatetime(), (t1 + timedelta(seconds=TIMELINE_PAD_S)).to_pydatetime()
     try:
         body = data.camera_scores(who, client, ev["camera_id"], since, until)
-    except EndpointMissing:
-        body = None
-        st.info("No score timeline: this API has no `GET /cameras/{id}/scores` (segment scores of a camera "
-                "over a time range). Showing each stream's score at the event's peak instead.")
     except ApiError as exc:
         body = None
         st.warning(f"Score timeline unavailable: {describe(exc)}")

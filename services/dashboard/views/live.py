@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from services.dashboard import charts, data, nav, session
-from services.dashboard.client import ApiError, EndpointMissing, describe
+from services.dashboard.client import ApiError, describe
+from services.dashboard.views.cameras import source_text
 from vigil.clock import utcnow
 
 REFRESH_S = 10
@@ -20,17 +21,13 @@ def _sparkline_data(client, camera_id: str, now: datetime) -> tuple[list, list, 
     """Segment scores of the last minutes; without that endpoint, event peaks of the last day."""
     who = client.identity
     since = (now - WINDOW).replace(second=0, microsecond=0)  # a stable cache key within a minute
-    reported = None
-    try:
-        body = data.camera_scores(who, client, camera_id, since, None, 200)
-        reported = body.get("threshold")
-        items = sorted(body["items"], key=lambda s: s["t_start"])
-        if items:
-            thr, _ = data.threshold_for(camera_id, reported)
-            return [pd.Timestamp(s["t_start"]) for s in items], [s["score"] for s in items], thr, "segment scores, 10 min"
-    except EndpointMissing:
-        pass
-    # not scored lately (or no such endpoint): the camera's event peaks of the last day
+    body = data.camera_scores(who, client, camera_id, since, None, 200)
+    reported = body.get("threshold")
+    items = sorted(body["items"], key=lambda s: s["t_start"])
+    if items:
+        thr, _ = data.threshold_for(camera_id, reported)
+        return [pd.Timestamp(s["t_start"]) for s in items], [s["score"] for s in items], thr, "segment scores, 10 min"
+    # not scored lately: the camera's event peaks of the last day
     since = (now - EVENT_WINDOW).replace(minute=0, second=0, microsecond=0)
     page = data.events_page(who, client, data.freeze({"camera": [camera_id], "since": since, "order": "asc"}), 200, None)
     thr, _ = data.threshold_for(camera_id, reported)
@@ -38,24 +35,25 @@ def _sparkline_data(client, camera_id: str, now: datetime) -> tuple[list, list, 
             "event peaks, 24 h")
 
 
-def _health(client, camera_id: str) -> str | None:  # noqa: ANN001
+def _health(client, camera_id: str) -> dict:  # noqa: ANN001
     try:
-        h = client.camera_health(camera_id)
-    except EndpointMissing:
-        return None
+        return client.camera_health(camera_id)
     except ApiError:
-        return "health unavailable"
-    return str(h.get("state") or h.get("status") or "unknown")
+        return {"state": "health unavailable"}
 
 
 def camera_card(client, cam: dict, open_events: list[dict], now: datetime) -> None:  # noqa: ANN001
     with st.container(border=True):
         health = _health(client, cam["id"]) if cam["enabled"] else None
-        state = "disabled" if not cam["enabled"] else (health or "enabled")
+        state = "disabled" if not cam["enabled"] else str((health or {}).get("state") or "unknown")
         state = "no segments yet" if state == "unknown" else state
         color = {"disabled": "gray", "running": "green", "enabled": "green", "stalled": "orange", "failed": "red",
                  "no segments yet": "gray"}.get(state, "orange")
-        st.markdown(f"**{cam.get('name') or cam['id']}** :{color}[● {state}]  \n`{cam['id']}` · {cam['context']}")
+        src = source_text(health.get("source")) if health and cam["enabled"] else None
+        st.markdown(f"**{cam.get('name') or cam['id']}** :{color}[● {state}]  \n`{cam['id']}` · {cam['context']}"
+                    + (f"  \ncamera: {src}" if src else ""))
+        if health and (health.get("source") or {}).get("last_error") and not health["source"].get("connected"):
+            st.caption(f"last error: {health['source']['last_error']}")
         try:
             t, v, thr, what = _sparkline_data(client, cam["id"], now)
         except ApiError as exc:

@@ -7,7 +7,7 @@ import streamlit as st
 from pydantic import ValidationError
 
 from services.dashboard import data, preview, session
-from services.dashboard.client import ApiError, EndpointMissing, describe
+from services.dashboard.client import ApiError, describe
 
 NEW = "+ new set"
 
@@ -29,17 +29,7 @@ def _model(backbone: str):  # noqa: ANN202
 
 
 def run_preview(client, context: str, name: str, event_id: str, edited, saved) -> None:  # noqa: ANN001
-    body = {"normal": edited.normal, "abnormal": edited.abnormal, "scene": edited.scene, "template": edited.template}
-    try:
-        result = client.preview_prompts(context, name, event_id, body)
-        st.caption("preview computed by the API")
-        st.dataframe(pd.DataFrame(result.get("rows", [])), hide_index=True)
-        return
-    except EndpointMissing:
-        pass
-    except ApiError as exc:
-        st.error(f"Preview failed: {describe(exc)}")
-        return
+    # computed here with the served model's own scoring (the API has no preview route: it holds no model)
     try:
         ev = data.event(client.identity, client, event_id)
         if not ev.get("clip_url"):

@@ -141,9 +141,13 @@ def test_openapi_is_complete(app):
 def test_camera_scores_and_health(client, admin, engine):
     from datetime import timedelta
 
-    from vigil.models import CameraState, SegmentScore, utcnow
+    from vigil.models import Camera, CameraState, SegmentScore, utcnow
 
     now = utcnow()
+    assert client.get("/cameras/cam-a/health", headers=admin).status_code == 404  # no such camera
+    with Session(engine) as s:
+        s.add_all([Camera(id="cam-a", source_type="file"), Camera(id="cam-b", source_type="file")])
+        s.commit()
     assert client.get("/cameras/cam-a/health", headers=admin).json()["state"] == "unknown"
     with Session(engine) as s:
         for i in range(10):

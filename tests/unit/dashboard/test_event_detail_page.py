@@ -26,16 +26,16 @@ def test_shows_clip_metrics_descriptions(admin, cameras, seed):
     assert list(df["kind"]) == ["abnormal", "normal"]
 
 
-def test_timeline_without_the_scores_endpoint_says_so(admin, cameras, seed, without_route):
-    without_route("/cameras/{camera_id}/scores")
+def test_timeline_without_stored_segment_scores_says_so(admin, cameras, seed):
     _seed_event(seed)
     at = page_test("event_detail", admin, query={"event": EID}).run()
-    assert any("GET /cameras/{id}/scores" in i.value for i in at.info), (at.exception, [e.value for e in at.error], [i.value for i in at.info])
+    assert any("No segment scores stored around this event" in i.value for i in at.info), (
+        at.exception, [e.value for e in at.error], [i.value for i in at.info])
     fig = at.get("plotly_chart")[0].proto.spec
     assert '"semantic"' in fig and '"predictive"' in fig and '"fused"' in fig  # the peak bars
 
 
-def test_timeline_with_scores_endpoint_has_three_curves_and_threshold(admin, cameras, seed, scores_endpoint):
+def test_timeline_with_scores_endpoint_has_three_curves_and_threshold(admin, cameras, seed):
     _seed_event(seed)
     seed(*segment_scores("cam-a", T0 + timedelta(seconds=20), 20, peak_at=10))
     at = page_test("event_detail", admin, query={"event": EID}).run()

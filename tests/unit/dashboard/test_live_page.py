@@ -47,7 +47,7 @@ def test_no_cameras(admin):
     assert "No cameras yet" in at.info[0].value
 
 
-def test_sparkline_from_recent_segment_scores(admin, cameras, seed, scores_endpoint):
+def test_sparkline_from_recent_segment_scores(admin, cameras, seed):
     now = datetime.now(UTC)
     seed(*segment_scores("cam-a", now - timedelta(minutes=2), 20, peak_at=15))
     at = page_test("live", admin).run()
@@ -59,11 +59,9 @@ def test_sparkline_from_recent_segment_scores(admin, cameras, seed, scores_endpo
     assert "spark-cam-b" not in charts  # no scores and no events
 
 
-def test_without_scores_endpoint_falls_back_to_event_peaks(admin, cameras, seed, without_route):
-    without_route("/cameras/{camera_id}/scores")
-    without_route("/cameras/{camera_id}/health")
+def test_not_scored_lately_falls_back_to_event_peaks(admin, cameras, seed):
     seed(_recent(1, score=0.6), _recent(2, score=0.9))
     at = page_test("live", admin).run()
     assert not at.exception, at.exception
     assert any(c.value.startswith("event peaks, 24 h: last 0.90, max 0.90") for c in at.caption)
-    assert ":green[● enabled]" in " ".join(m.value for m in at.markdown)
+    assert ":gray[● no segments yet]" in " ".join(m.value for m in at.markdown)

@@ -417,3 +417,20 @@ def test_autoscaling_ray_head_keeps_kuberay_service_account():
 def test_camera_group_can_be_paused():
     r = render_docs({"components": {"ingest": {"groups": {"demo": {"replicas": 0}}}}}, "paused")
     assert r.get("Deployment", "vigil-ingest-demo")["spec"]["replicas"] == 0
+
+
+def test_each_ingest_group_reconciles_its_own_shard_of_the_cameras_added_through_the_api():
+    def env_of(dep: dict) -> dict[str, str]:
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+    r = rendered("full")
+    shards = {d["metadata"]["name"]: env_of(d).get("VIGIL_INGEST__SHARD") for d in r.of_kind("Deployment")
+              if d["metadata"]["labels"].get("app.kubernetes.io/component") == "ingest"}
+    assert shards == {"vigil-ingest-demo": "0/3", "vigil-ingest-lobby": "1/3", "vigil-ingest-parking": "2/3"}
+    others = [d for d in r.of_kind("Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") != "ingest"]
+    assert others and all("VIGIL_INGEST__SHARD" not in env_of(d) for d in others)
+    from vigil.config import IngestSettings
+
+    for value in shards.values():
+        IngestSettings(shard=value)  # each is a shard the settings accept
