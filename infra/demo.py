@@ -15,30 +15,37 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vigil.clock import as_utc, utcnow
 from vigil.config import CameraConfig, CameraParams, Settings, SyntheticSource
 
 log = logging.getLogger(__name__)
 
 DEMO_PROMPT_SETS = {"campus_walkway": "walkway"}  # a walking-only zone: cycling is abnormal there
+DEMO_FPS = 8.0
 DEMO_SCENES = ["campus_walkway", "street", "plaza", "parking_lot", "subway_platform", "shop_floor"]
 
 
 def demo_cameras(n: int, defaults: CameraParams) -> list[CameraConfig]:
     """``n`` SynthCity cameras over the scene types, inheriting the configured camera defaults.
 
-    2-second segments (8 frames at 4 fps) so that the calibration periods (model, then event
-    threshold) pass within the first minute of a short demo.
+    The demo shows an event within its first minute by a shorter calibration for its own
+    cameras (a real camera keeps the configured one): 1-second segments (8 frames at 8 fps)
+    and an event threshold learnt from 8 segments instead of 16, after the model's own 16
+    warm-up segments, so thresholds exist 24 s after a camera starts streaming.
     """
     cams = []
     for i in range(n):
         scene = DEMO_SCENES[i % len(DEMO_SCENES)]
-        params = defaults.model_copy(update={"frames_per_segment": 8, "context": scene,
+        params = defaults.model_copy(update={"fps": DEMO_FPS, "frames_per_segment": 8, "calibration_segments": 8,
+                                             "context": scene,
                                              "prompt_set": DEMO_PROMPT_SETS.get(scene, defaults.prompt_set)})
         cams.append(CameraConfig(id=f"cam-{i + 1:02d}", name=f"{scene.replace('_', ' ')} {i + 1}",
-                                 source=SyntheticSource(scene=scene, seed=1000 + i, realtime=True, anomaly_rate=0.3),
+                                 source=SyntheticSource(scene=scene, seed=1000 + i, fps=DEMO_FPS, realtime=True,
+                                                        anomaly_rate=0.3),
                                  params=params))
     return cams
 
@@ -86,7 +93,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     from vigil.objectstore import ObjectStore
 
     settings = _demo_settings(settings, n_cameras)
-    t_begin = time.monotonic()
+    t_begin, wall_begin = time.monotonic(), utcnow()
     stack = EmbeddedStack(settings)
     s = stack.start()
     stop = threading.Event()
@@ -107,27 +114,13 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
 
         seed_cameras(engine, s.cameras)  # before anything reads the table (the API's own seeding then finds them)
         ensure_topics(s.kafka)
-        echo(f"deploying the scoring app (backbone {s.model.backbone}) ...")
         store = ObjectStore(s.s3)
-        # the cameras' own normality versions and the active heads, as vigil score-worker deploys them
-        applied = serving_user_config(s, engine, store)
-        handle = deploy_scoring_app(s, user_config=applied)
-        from services.cli import serving_reconciler
-
-        control = serving_reconciler(s, engine, store, applied)  # Activate / prompt edits reach Serve
-        worker = ScoringWorker(
-            s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
-            recorder=NormalPeriodRecorder(engine, store), prompt_set_for=control.prompt_set_for,
-            producer=make_producer(s.kafka, "vigil-scoring"),
-            consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
-        )
-        threads.append(threading.Thread(target=worker.run, name="score-worker", daemon=True))
-        evidence = EvidenceMaintainer(ObjectStore(s.s3), engine, s).start()
-
+        # API, dashboard and ingest first: the cameras show on Live and stream while the model deploys
+        # (their segments wait in Kafka), so thresholds are learnt and events open sooner
         api_server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=api_port, log_level="warning"))
-        threads.append(threading.Thread(target=api_server.run, name="api", daemon=True))
-        for th in threads:
-            th.start()
+        api_thread = threading.Thread(target=api_server.run, name="api", daemon=True)
+        threads.append(api_thread)
+        api_thread.start()
         ready_by = time.monotonic() + 60
         while not api_server.started and time.monotonic() < ready_by:  # print URLs that answer
             time.sleep(0.1)
@@ -146,7 +139,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
 
         # ingest follows the cameras table, so a camera added, edited or disabled in the dashboard takes effect within
         # seconds, and reports each source's health where the API's camera health reads it
-        ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka, "vigil-ingest"),
+        ingest = IngestService(s, store, make_producer(s.kafka, "vigil-ingest"),
                                desired=DesiredCameras(engine, s).read, status=SourceStatusReporter(engine),
                                reconcile_every_s=s.ingest.reconcile_every_s)
         ingest.start()
@@ -155,6 +148,25 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
             echo(f"dashboard  http://127.0.0.1:{dash_port}")
         echo(f"cameras    {', '.join(c.id for c in s.cameras)}")
         echo(f"logs       {stack.log_dir}")
+
+        echo(f"deploying the scoring app (backbone {s.model.backbone}) ...")
+        # the cameras' own normality versions and the active heads, as vigil score-worker deploys them
+        applied = serving_user_config(s, engine, store)
+        handle = deploy_scoring_app(s, user_config=applied)
+        from services.cli import serving_reconciler
+
+        control = serving_reconciler(s, engine, store, applied)  # Activate / prompt edits reach Serve
+        worker = ScoringWorker(
+            s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
+            recorder=NormalPeriodRecorder(engine, store), control=control,
+            producer=make_producer(s.kafka, "vigil-scoring"),
+            consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
+        )
+        worker_thread = threading.Thread(target=worker.run, name="score-worker", daemon=True)
+        threads.append(worker_thread)
+        worker_thread.start()
+        evidence = EvidenceMaintainer(ObjectStore(s.s3), engine, s).start()
+        echo("scoring  started")
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
         last = 0.0
         while not stop.is_set():
@@ -175,6 +187,8 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+        if ingest is not None and not ingest.stop.is_set():  # e.g. the scoring app failed to deploy
+            ingest.shutdown(timeout=10)
         if worker is not None:
             worker.close()
         if control is not None:
@@ -188,7 +202,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
             dash_proc.wait(10)
         for th in threads:
             th.join(10)
-        summary = _summary(s, time.monotonic() - t_begin) if stack.procs else {}
+        summary = _summary(s, time.monotonic() - t_begin, wall_begin) if stack.procs else {}
         stack.stop()
     echo(f"demo done: {summary}")
     return summary
@@ -208,7 +222,7 @@ def _drain(worker: Any, timeout: float) -> None:
             last, still = worker.processed, 0
 
 
-def _summary(s: Settings, seconds: float) -> dict[str, Any]:
+def _summary(s: Settings, seconds: float, wall_begin: datetime) -> dict[str, Any]:
     from sqlmodel import Session, func, select
 
     from vigil.db import make_engine
@@ -219,5 +233,12 @@ def _summary(s: Settings, seconds: float) -> dict[str, Any]:
         n_seg = db.exec(select(func.count()).select_from(SegmentScore)).one()
         n_ev = db.exec(select(func.count()).select_from(Event)).one()
         n_cam = db.exec(select(func.count(func.distinct(SegmentScore.camera_id)))).one()
+        first_row = db.exec(select(func.min(SegmentScore.scored_at))).one()
+        first_ev = db.exec(select(func.min(Event.created_at))).one()
     engine.dispose()
-    return {"segments": int(n_seg), "events": int(n_ev), "cameras": int(n_cam), "seconds": round(seconds, 1)}
+
+    def after(t: datetime | None) -> float | None:
+        return None if t is None else round((as_utc(t) - wall_begin).total_seconds(), 1)
+
+    return {"segments": int(n_seg), "events": int(n_ev), "cameras": int(n_cam), "seconds": round(seconds, 1),
+            "first_segment_s": after(first_row), "first_event_s": after(first_ev)}

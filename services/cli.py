@@ -181,7 +181,7 @@ def _start_worker(s: Settings, *, metrics_port: int | None = None, deploy: bool 
         s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store, recorder=NormalPeriodRecorder(engine, store),
         producer=make_producer(s.kafka, "vigil-scoring"),
         consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
-        prompt_set_for=control.prompt_set_for if control else None,
+        control=control,
     )
     return worker, control
 

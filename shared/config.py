@@ -288,6 +288,21 @@ class CameraParams(_Strict):
         return self.release_threshold if self.release_threshold is not None else 0.8 * self.threshold
 
 
+class CameraTuning(_Strict):
+    """The event thresholds an analyst may set for one camera over the configuration's
+    (SQL ``cameras.tuning``); a field left empty keeps the configured value."""
+
+    threshold_mode: Literal["fixed", "calibrated"] | None = None
+    threshold: float | None = Field(None, ge=0, le=1, description="score that opens an event (fixed mode)")
+    release_threshold: float | None = Field(None, ge=0, le=1)
+    min_event_segments: int | None = Field(None, ge=1, le=1000)
+    end_after_segments: int | None = Field(None, ge=1, le=1000)
+
+    def applied_to(self, params: CameraParams) -> CameraParams:
+        """``params`` with this tuning; ValueError when the result is inconsistent."""
+        return CameraParams.model_validate({**params.model_dump(), **self.model_dump(exclude_none=True)})
+
+
 class CameraConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     name: str | None = None

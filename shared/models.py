@@ -37,6 +37,10 @@ class Camera(CameraBase, table=True):
     source_uri: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _ts(nullable=False, default=utcnow)
     from_config: bool = Field(default=False, description="seeded from the YAML settings (0007)")
+    # 0010: regions removed from detection (vigil.regions.Mask as dicts) and the camera's own
+    # event thresholds (CameraTuning fields set for it; the rest come from the configuration)
+    masks: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tuning: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class CameraPublic(CameraBase):
@@ -456,3 +460,38 @@ class SourceStatus(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     started_at: datetime = _created()
     reported_at: datetime = _created()
+
+
+# ---------------------------------------------------------------- audit log
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change to the control plane: who, when, what, before and after (0010).
+
+    Written in the same transaction as the change itself, so a change that did not happen
+    is never logged and one that did always is. Source URLs never appear (only whether set).
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"), Index("ix_audit_log_target", "target"))
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _created()
+    actor: str = Field(max_length=200, description="the caller's name")
+    actor_role: str = Field(max_length=16)
+    user_id: int | None = None
+    action: str = Field(max_length=64, description="e.g. camera.create, camera.masks, prompt_set.save, model.activate")
+    target: str = Field(max_length=300, description="what changed, e.g. camera:cam-01, prompt_set:campus/walkway")
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class AuditEntryPublic(SQLModel):
+    id: int
+    at: UtcDateTime
+    actor: str
+    actor_role: str
+    user_id: int | None = None
+    action: str
+    target: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None

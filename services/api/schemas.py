@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, field_serializer
 
 from vigil.clock import as_utc
 from vigil.models import EventPublicFull, FeedbackPublic, SegmentScorePublic, UtcDateTime
+from vigil.regions import Mask
 
 
 def _utc(v: datetime | None) -> datetime | None:
@@ -93,6 +94,12 @@ class CameraOut(BaseModel):
     has_source_uri: bool
     created_at: UtcDateTime
     from_config: bool = Field(False, description="seeded from the YAML settings at start")
+    masks: list[Mask] = Field(default_factory=list, description="regions removed from detection")
+    tuning: dict[str, Any] = Field(default_factory=dict, description="the camera's own event thresholds")
+
+
+class MasksIn(BaseModel):
+    masks: list[Mask] = Field(max_length=32, description="polygons in fractions of the frame; [] removes all")
 
 
 class PromptSetIn(BaseModel):

@@ -7,12 +7,15 @@ SQL is the source of truth for what scores each camera. Every ``every_s`` the re
   ``serving_user_config``): an "Activate" in the dashboard or the API flips only the SQL flag;
 - the newest version of every prompt set edited in the dashboard (``prompt_sets`` table,
   tombstones excluded), keyed ``<context>/<name>``;
-- each camera's context (``cameras`` table), which selects its prompt set.
+- each camera's context (``cameras`` table), which selects its prompt set, its masks (regions
+  removed from detection) and its threshold tuning.
 
 When Score's ``user_config`` this implies differs from the one applied last, it is applied
 (``apply``: a redeploy with only the user_config changed, so Serve calls ``Score.reconfigure``
 on the live replicas: no restart, requests keep flowing). The worker asks
-:meth:`ServingReconciler.prompt_set_for` which set a camera's next segment is scored with.
+:meth:`ServingReconciler.prompt_set_for` which set a camera's next segment is scored with,
+:meth:`~ServingReconciler.params_for` its thresholds and :meth:`~ServingReconciler.masks_for`
+what to paint out of its frames.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from vigil.config import CameraParams, Settings
+from vigil.config import CameraParams, CameraTuning, Settings
 from vigil.db import session_scope
 from vigil.models import Camera, PromptSetRow
+from vigil.regions import Mask
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,8 @@ class ServingSnapshot:
     user_config: dict[str, Any]
     contexts: dict[str, str] = field(default_factory=dict)  # camera id -> context
     prompt_versions: dict[str, int] = field(default_factory=dict)  # prompt_key -> version
+    masks: dict[str, list[Mask]] = field(default_factory=dict)  # camera id -> its masks
+    tuning: dict[str, CameraTuning] = field(default_factory=dict)  # camera id -> its thresholds
 
 
 def read_prompt_sets(engine: Engine) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -63,9 +69,47 @@ def read_snapshot(engine: Engine, read_serving: Callable[[], dict[str, Any]]) ->
     uc = dict(read_serving())
     sets, versions = read_prompt_sets(engine)
     uc["prompt_sets"] = {**(uc.get("prompt_sets") or {}), **sets}
+    contexts: dict[str, str] = {}
+    masks: dict[str, list[Mask]] = {}
+    tuning: dict[str, CameraTuning] = {}
     with session_scope(engine) as db:
-        contexts = {c.id: c.context for c in db.exec(select(Camera))}
-    return ServingSnapshot(uc, contexts, versions)
+        for cam in db.exec(select(Camera)):
+            contexts[cam.id] = cam.context
+            try:  # the API validated them; a row edited by hand must not stop every camera
+                if cam.masks:
+                    masks[cam.id] = [Mask.model_validate(m) for m in cam.masks]
+                if cam.tuning:
+                    tuning[cam.id] = CameraTuning.model_validate(cam.tuning)
+            except ValueError as exc:
+                log.error("camera %s: its masks or tuning in SQL are invalid (%s); scored without them", cam.id, exc)
+    return ServingSnapshot(uc, contexts, versions, masks, tuning)
+
+
+class CameraControl(Protocol):
+    """What the worker asks before scoring a camera's segment."""
+
+    def prompt_set_for(self, camera_id: str, params: CameraParams) -> str: ...
+
+    def params_for(self, camera_id: str) -> CameraParams: ...
+
+    def masks_for(self, camera_id: str) -> list[Mask]: ...
+
+
+class ConfiguredControl:
+    """What scores each camera when nothing follows SQL: the configuration alone (a benchmark,
+    an evaluation, a worker started without the control plane)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def prompt_set_for(self, camera_id: str, params: CameraParams) -> str:
+        return params.prompt_set or self.settings.model.prompt_set
+
+    def params_for(self, camera_id: str) -> CameraParams:
+        return self.settings.params_for(camera_id)
+
+    def masks_for(self, camera_id: str) -> list[Mask]:
+        return []
 
 
 class ServingReconciler:
@@ -126,3 +170,22 @@ class ServingReconciler:
     def prompt_version(self, camera_id: str, params: CameraParams) -> int | None:
         """The SQL version of the set :meth:`prompt_set_for` names (None: a packaged set)."""
         return self.snapshot.prompt_versions.get(self.prompt_set_for(camera_id, params))
+
+    def params_for(self, camera_id: str) -> CameraParams:
+        """The configuration's params for the camera with its SQL context and threshold tuning."""
+        params = self.settings.params_for(camera_id)
+        snap = self.snapshot
+        if camera_id in snap.contexts and snap.contexts[camera_id] != params.context:
+            params = params.model_copy(update={"context": snap.contexts[camera_id]})
+        tuning = snap.tuning.get(camera_id)
+        if tuning is None:
+            return params
+        try:
+            return tuning.applied_to(params)
+        except ValueError as exc:  # e.g. a release above the configured threshold
+            log.error("camera %s: its tuning does not fit its configuration (%s); using the configured thresholds",
+                      camera_id, exc)
+            return params
+
+    def masks_for(self, camera_id: str) -> list[Mask]:
+        return self.snapshot.masks.get(camera_id, [])

@@ -49,9 +49,11 @@ from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef,
 from vigil.events import EventTracker
 from vigil.normal_period import NormalPeriodRecorder
 from vigil.objectstore import ObjectMissing, ObjectStore
+from vigil.regions import apply_masks
 from vigil.segments import SegmentDecodeError, decode_segment
 
 from . import telemetry
+from .control_plane import CameraControl, ConfiguredControl
 from .sink import Sink
 
 log = logging.getLogger(__name__)
@@ -151,11 +153,11 @@ class ScoringWorker:
         prefetch_threads: int = 2,
         stats_fn: Callable[[], dict[str, Any]] | None = None,
         recorder: NormalPeriodRecorder | None = None,
-        prompt_set_for: Callable[[str, CameraParams], str] | None = None,
+        control: CameraControl | None = None,
     ) -> None:
         self.settings = settings
-        # which prompt set scores a camera (the control plane's, from SQL); default: its params' name
-        self.prompt_set_for = prompt_set_for or (lambda _cam, p: p.prompt_set or settings.model.prompt_set)
+        # a camera's prompt set, thresholds and masks: the control plane's (from SQL), else the configuration's
+        self.control: CameraControl = control or ConfiguredControl(settings)
         # each camera's normal period (footage its normality is learnt from); None = record nothing
         self.recorder = recorder
         self.score_fn = score_fn
@@ -189,7 +191,7 @@ class ScoringWorker:
     def _camera(self, camera_id: str) -> _CameraRuntime:
         rt = self.cameras.get(camera_id)
         if rt is None:
-            params = self.settings.params_for(camera_id)
+            params = self.control.params_for(camera_id)
             row = self.sink.load_camera_state(camera_id)
             if row is not None and row.tracker:
                 tracker = EventTracker.from_dict(row.tracker)
@@ -252,8 +254,9 @@ class ScoringWorker:
         except Poison as exc:
             self._dead_letter(rec, str(exc))
             return
-        params = self.settings.params_for(ref.camera_id)
-        prompt_set = self.prompt_set_for(ref.camera_id, params)
+        params = self.control.params_for(ref.camera_id)
+        prompt_set = self.control.prompt_set_for(ref.camera_id, params)
+        frames = apply_masks(frames, self.control.masks_for(ref.camera_id))  # before Detect, Encode and Score
         rt = self._camera(ref.camera_id)
         t0 = time.perf_counter()
         result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id,

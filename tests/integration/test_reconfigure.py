@@ -70,7 +70,7 @@ def test_prompt_set_edited_through_the_api_reaches_the_next_segments(stack, tmp_
     info0 = handle.scorer_info.remote().result(timeout_s=120)
     rec = ServingReconciler(s, engine, dict, lambda uc: reconfigure_scoring_app(s, uc), applied={}, every_s=1.0).start()
     w, th = _worker(s, handle)
-    w.prompt_set_for = rec.prompt_set_for
+    w.control = rec
     new = ["a purple elephant dancing", "a red balloon floating"]
     try:
         ing = _ingest(s, n_seg)

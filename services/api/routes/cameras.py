@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 
+from services.api import audit
 from services.api.crud import cameras as crud
 from services.api.crud.events import as_utc
-from services.api.deps import AdminDep, SessionDep, ViewerDep
-from services.api.schemas import CameraHealth, CameraOut, Problem, ScoreOut, ScoresPage, SourceHealthOut
-from vigil.config import Settings
+from services.api.deps import AdminDep, AnalystDep, SessionDep, ViewerDep
+from services.api.schemas import CameraHealth, CameraOut, MasksIn, Problem, ScoreOut, ScoresPage, SourceHealthOut
+from vigil.config import CameraTuning, Settings
 from vigil.models import Camera, CameraCreate, CameraUpdate, SourceStatus, utcnow
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
@@ -26,6 +27,7 @@ def _out(cam: Camera) -> CameraOut:
     return CameraOut(
         id=cam.id, name=cam.name, source_type=cam.source_type, context=cam.context, enabled=cam.enabled,
         has_source_uri=bool(cam.source_uri), created_at=cam.created_at, from_config=bool(cam.from_config),
+        masks=list(cam.masks or []), tuning=dict(cam.tuning or {}),
     )
 
 
@@ -46,10 +48,12 @@ def get_camera(camera_id: CameraId, session: SessionDep, principal: ViewerDep) -
     "", response_model=CameraOut, status_code=status.HTTP_201_CREATED,
     responses={409: {"model": Problem, "description": "a camera with this id exists"}},
 )
-def create_camera(body: CameraCreate, session: SessionDep, _: AdminDep) -> CameraOut:
+def create_camera(body: CameraCreate, session: SessionDep, principal: AdminDep) -> CameraOut:
     body = CameraCreate.model_validate(body.model_dump())  # enforce the model's own constraints
     if session.get(Camera, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a camera with this id exists")
+    audit.record(session, principal, "camera.create", f"camera:{body.id}",
+                 after=audit.camera_snapshot(Camera.model_validate(body, update={"created_at": utcnow()})))
     try:
         cam = crud.create_camera(session, camera_in=body)
     except IntegrityError:
@@ -67,7 +71,50 @@ def update_camera(camera_id: CameraId, body: CameraUpdate, session: SessionDep, 
     for required in ("source_type", "context", "enabled"):
         if required in changes and changes[required] is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{required} cannot be null")
-    return _out(crud.update_camera(session, camera=cam, changes=changes))
+    return _out(_audited_update(session, principal, cam, "camera.update", changes))
+
+
+def _audited_update(session, principal, cam: Camera, action: str, changes: dict) -> Camera:  # noqa: ANN001
+    before = audit.camera_snapshot(cam)
+    for k, v in changes.items():
+        setattr(cam, k, v)
+    after = audit.camera_snapshot(cam)
+    if after != before:
+        audit.record(session, principal, action, f"camera:{cam.id}", before=before, after=after)
+    return crud.update_camera(session, camera=cam, changes={})
+
+
+def _editable(session, principal, camera_id: str) -> Camera:  # noqa: ANN001
+    cam = crud.get_camera(session, camera_id=camera_id, allowed_cameras=principal.cameras)
+    if cam is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+    return cam
+
+
+@router.put("/{camera_id}/masks", response_model=CameraOut, responses=_404,
+            summary="replace the regions removed from the camera's detection (analysts, for their cameras)")
+def put_masks(camera_id: CameraId, body: MasksIn, session: SessionDep, principal: AnalystDep) -> CameraOut:
+    cam = _editable(session, principal, camera_id)
+    masks = [m.model_dump() for m in body.masks]
+    return _out(_audited_update(session, principal, cam, "camera.masks", {"masks": masks}))
+
+
+@router.put("/{camera_id}/tuning", response_model=CameraOut, responses=_404,
+            summary="the camera's own event thresholds over the configuration's (analysts, for their cameras)")
+def put_tuning(camera_id: CameraId, body: CameraTuning, session: SessionDep, principal: AnalystDep,
+               request: Request) -> CameraOut:
+    cam = _editable(session, principal, camera_id)
+    settings: Settings | None = request.app.state.settings
+    if settings is not None:
+        try:
+            body.applied_to(settings.params_for(camera_id))
+        except ValueError as exc:
+            msgs = "; ".join(e.get("msg", "") for e in getattr(exc, "errors", lambda: [])()) or str(exc)
+            # shaped like a validation error, as the schema's 422 says
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{
+                "loc": ["body"], "msg": f"this tuning does not fit camera {camera_id}'s configuration: {msgs}",
+                "type": "value_error"}]) from None
+    return _out(_audited_update(session, principal, cam, "camera.tuning", {"tuning": body.model_dump(exclude_none=True)}))
 
 
 @router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_404)
@@ -75,6 +122,7 @@ def delete_camera(camera_id: CameraId, session: SessionDep, principal: AdminDep)
     cam = crud.get_camera(session, camera_id=camera_id, allowed_cameras=principal.cameras)
     if cam is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+    audit.record(session, principal, "camera.delete", f"camera:{cam.id}", before=audit.camera_snapshot(cam))
     crud.delete_camera(session, camera=cam)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

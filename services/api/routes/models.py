@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
+from services.api import audit
 from services.api.crud import models as crud
 from services.api.deps import AdminDep, SessionDep, ViewerDep
 from services.api.schemas import Problem
-from vigil.models import ModelVersionCreate, ModelVersionPublic, TrainingRunPublic
+from vigil.models import ModelVersionCreate, ModelVersionPublic, TrainingRunPublic, active_peers
 
 router = APIRouter(tags=["models"])
 
@@ -44,10 +45,13 @@ def create_model(body: ModelVersionCreate, session: SessionDep, _: AdminDep) -> 
 
 @router.post("/models/{version_id}/activate", response_model=ModelVersionPublic, responses={404: {"model": Problem}},
              summary="make this the one active model version")
-def activate_model(version_id: VersionId, session: SessionDep, _: AdminDep) -> ModelVersionPublic:
+def activate_model(version_id: VersionId, session: SessionDep, principal: AdminDep) -> ModelVersionPublic:
     row = crud.get_model_version(session, version_id=version_id)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such model version")
+    peers = [p.id for p in session.exec(active_peers(row)).all()]
+    what = f"model:{row.kind}" + (f":{row.camera_id}" if row.camera_id else "")
+    audit.record(session, principal, "model.activate", what, before={"active": peers}, after={"active": [row.id]})
     return _pub(crud.activate_model_version(session, version=row))
 
 

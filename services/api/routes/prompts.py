@@ -7,11 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Response, status
 from sqlalchemy.exc import IntegrityError
 
+from sqlmodel import select
+
+from services.api import audit
 from services.api.crud import prompts as crud
 from services.api.deps import AnalystDep, SessionDep, ViewerDep
 from services.api.schemas import Problem, PromptSetIn
 from vigil.model.prompts import PromptSet
-from vigil.models import PromptSetPublic, PromptSetRow
+from vigil.models import Camera, PromptSetPublic, PromptSetRow
 
 router = APIRouter(prefix="/contexts/{context}/prompt-sets", tags=["prompt sets"])
 
@@ -22,6 +25,22 @@ _404 = {404: {"model": Problem, "description": "no such prompt set"}}
 
 def _pub(row: PromptSetRow) -> PromptSetPublic:
     return PromptSetPublic.model_validate(row, from_attributes=True)
+
+
+def _content(row: PromptSetRow) -> dict:
+    return {"version": row.version, "normal": list(row.normal), "abnormal": list(row.abnormal),
+            "scene": list(row.scene), "template": row.template, "content_hash": row.content_hash}
+
+
+def _may_edit(session, principal, context: str) -> None:  # noqa: ANN001
+    """An analyst limited to some cameras edits only the prompt sets of those cameras' contexts."""
+    if principal.cameras is None:
+        return
+    mine = {c.context for c in session.exec(select(Camera).where(Camera.id.in_(sorted(principal.cameras))))}
+    if context not in mine:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"you may edit prompt sets only for the contexts of your cameras "
+                                   f"({', '.join(sorted(mine)) or 'none'}); context {context!r} is not one of them")
 
 
 def _live(session, context: str, name: str) -> PromptSetRow:  # noqa: ANN001
@@ -63,6 +82,7 @@ def get_version(
 @router.put(
     "/{name}", response_model=PromptSetPublic,
     responses={201: {"model": PromptSetPublic, "description": "a new version was created"},
+               403: {"model": Problem, "description": "an analyst limited to cameras of other contexts"},
                409: {"model": Problem, "description": "a concurrent edit won; retry"},
                422: {"model": Problem}},
     summary="create or edit a set: a change makes a new version; an identical body changes nothing",
@@ -71,6 +91,7 @@ def put_set(
     context: ContextName, name: SetName, body: PromptSetIn, session: SessionDep, principal: AnalystDep,
     response: Response,
 ) -> PromptSetPublic:
+    _may_edit(session, principal, context)
     try:
         ps = PromptSet(name=name, context=context, **body.model_dump())
     except ValueError as exc:
@@ -80,6 +101,9 @@ def put_set(
     if last is not None and not last.deleted and last.content_hash == ps.version:
         response.status_code = status.HTTP_200_OK
         return _pub(last)
+    audit.record(session, principal, "prompt_set.save", f"prompt_set:{context}/{name}",
+                 before=_content(last) if last is not None and not last.deleted else None,
+                 after={**body.model_dump(), "content_hash": ps.version})
     try:
         row = crud.add_version(
             session, context=context, name=name, normal=ps.normal, abnormal=ps.abnormal, scene=ps.scene,
@@ -95,7 +119,9 @@ def put_set(
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=_404,
                summary="delete a set (a tombstone version; history is kept)")
 def delete_set(context: ContextName, name: SetName, session: SessionDep, principal: AnalystDep) -> Response:
+    _may_edit(session, principal, context)
     last = _live(session, context, name)
+    audit.record(session, principal, "prompt_set.delete", f"prompt_set:{context}/{name}", before=_content(last))
     try:
         crud.add_version(
             session, context=context, name=name, normal=last.normal, abnormal=last.abnormal, scene=last.scene,

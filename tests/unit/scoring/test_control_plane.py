@@ -72,3 +72,21 @@ def test_a_failed_apply_is_retried_and_the_old_sets_stay_in_use(engine, tmp_path
         rec.poll()
     assert rec.prompt_set_for("cam", CameraParams()) == "default"  # the replicas lack the new set yet
     assert rec.poll() and len(calls) == 2 and rec.prompt_set_for("cam", CameraParams()) == "default/default"
+
+
+def test_masks_tuning_and_context_from_sql_reach_the_worker(engine, tmp_path, caplog):
+    settings = Settings(state_dir=tmp_path, camera_defaults={"threshold": 0.5})
+    rec = ServingReconciler(settings, engine, dict, lambda uc: None, applied={})
+    square = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5], [0.1, 0.5]]
+    with session_scope(engine) as db:
+        db.add(Camera(id="tuned", source_type="file", context="lobby", masks=[{"name": "screen", "polygon": square}],
+                      tuning={"threshold_mode": "fixed", "threshold": 0.8, "release_threshold": 0.6}))
+        db.add(Camera(id="broken", source_type="file", tuning={"release_threshold": 0.9}))  # above the 0.5 threshold
+        db.add(Camera(id="plain", source_type="file"))
+    rec.poll()
+    p = rec.params_for("tuned")
+    assert (p.threshold_mode, p.threshold, p.release, p.context) == ("fixed", 0.8, 0.6, "lobby")
+    assert [m.name for m in rec.masks_for("tuned")] == ["screen"] and rec.masks_for("plain") == []
+    assert rec.params_for("plain") == settings.params_for("plain")
+    assert rec.params_for("broken") == settings.params_for("broken")  # refused, with a log line saying why
+    assert "tuning does not fit" in caplog.text

@@ -290,3 +290,25 @@ def test_failures_are_told_apart():
 
     assert [failure_kind(e) for e in (ValueError("x"), KeyError("k"), TypeError("t"))] == ["deterministic"] * 3
     assert [failure_kind(e) for e in (TimeoutError(), ConnectionRefusedError(), RuntimeError("store down"))] == ["transient"] * 3
+
+
+def test_masks_and_tuning_from_the_control_plane_apply_before_scoring(settings, engine):
+    from services.scoring.control_plane import ConfiguredControl
+    from vigil.regions import MASK_GREY, Mask
+
+    class Control(ConfiguredControl):
+        def params_for(self, camera_id):
+            return super().params_for(camera_id).model_copy(update={"threshold_mode": "fixed", "threshold": 0.45})
+
+        def masks_for(self, camera_id):
+            return [Mask(polygon=[[0, 0], [1, 0], [1, 1], [0, 1]])] if camera_id == "a" else []
+
+    consumer, store, scorer = FakeConsumer(1), FakeStore(), FakeScorer()
+    _feed(consumer, store, cams=("a", "b"), n=3, level=lambda c, i: 200)
+    w = _worker(settings, engine, consumer, store, scorer, control=Control(settings))
+    _run_until(w, consumer.all_committed)
+    scores = {(r.camera_id, r.seq): r.score for r in _rows(engine)}
+    assert all(scores[("a", i)] == pytest.approx(MASK_GREY / 255) for i in range(3))  # Score saw the masked frames
+    assert all(scores[("b", i)] == pytest.approx(200 / 255) for i in range(3))
+    with Session(engine) as s:  # both above the tuned 0.45: each camera opened its event
+        assert {e.camera_id for e in s.exec(select(Event))} == {"a", "b"}
