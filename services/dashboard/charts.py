@@ -1,4 +1,4 @@
-"""Plotly figures: camera sparklines and the event score timeline."""
+"""Plotly figures: camera sparklines, the event score timeline, and the mask canvas."""
 
 from __future__ import annotations
 
@@ -59,3 +59,66 @@ def peak_bars(event: dict, *, threshold: float | None) -> go.Figure:
         fig.add_hline(y=threshold, line={"color": THRESH, "dash": "dash"})
     fig.update_layout(height=260, margin={"l": 10, "r": 10, "t": 20, "b": 10}, yaxis={"range": [0, 1.1]})
     return fig
+
+
+MASK_FILL, DRAWN_LINE = "rgba(214, 39, 40, 0.35)", "#ff7f0e"
+GRID_STEPS = 41  # invisible points over the frame: Plotly reports a lasso or box only over selectable points
+
+
+def mask_canvas(jpeg: bytes | None, masks: list[dict], *, drawn: list[list[float]] | None = None,
+                aspect: float = 4 / 3, height: int = 420) -> go.Figure:
+    """A camera frame in fractions of its width and height (y down, as in the image), its masks
+    filled red, a just-drawn polygon outlined orange; lasso (default) or box select draws."""
+    import base64
+
+    import numpy as np
+
+    fig = go.Figure()
+    if jpeg:
+        import cv2
+
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if img is not None:
+            h, w = img.shape[:2]
+            aspect = w / h
+            fig.add_trace(go.Image(source="data:image/jpeg;base64," + base64.b64encode(jpeg).decode(),
+                                   x0=0, y0=0, dx=1 / w, dy=1 / h, hoverinfo="skip"))
+    g = np.linspace(0, 1, GRID_STEPS)
+    gx, gy = np.meshgrid(g, g)
+    fig.add_trace(go.Scatter(x=gx.ravel(), y=gy.ravel(), mode="markers", marker={"opacity": 0, "size": 4},
+                             hoverinfo="skip", showlegend=False, name="grid"))
+    for m in masks:
+        xs, ys = zip(*m["polygon"])
+        fig.add_trace(go.Scatter(x=[*xs, xs[0]], y=[*ys, ys[0]], fill="toself", fillcolor=MASK_FILL, mode="lines",
+                                 line={"color": FUSED, "width": 1}, name=m.get("name", "mask"),
+                                 hovertemplate=f"{m.get('name', 'mask')}<extra></extra>"))
+    if drawn:
+        xs, ys = zip(*drawn)
+        fig.add_trace(go.Scatter(x=[*xs, xs[0]], y=[*ys, ys[0]], mode="lines", name="drawn",
+                                 line={"color": DRAWN_LINE, "width": 2, "dash": "dash"}))
+    fig.update_layout(height=height, width=int(height * aspect), margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                      dragmode="lasso", showlegend=False,
+                      xaxis={"range": [0, 1], "visible": False, "constrain": "domain"},
+                      yaxis={"range": [1, 0], "visible": False, "scaleanchor": "x", "scaleratio": 1 / aspect})
+    return fig
+
+
+def polygon_from_selection(selection: dict | None, max_points: int = 60) -> list[list[float]] | None:
+    """The polygon a lasso or box selection on :func:`mask_canvas` describes, in fractions of
+    the frame (at most ``max_points`` corners), or None when nothing was drawn."""
+    if not selection:
+        return None
+    lasso, box = selection.get("lasso") or [], selection.get("box") or []
+    if lasso:
+        xs, ys = list(lasso[-1].get("x") or []), list(lasso[-1].get("y") or [])
+        pts = list(zip(xs, ys))
+        if len(pts) > max_points:
+            step = len(pts) / max_points
+            pts = [pts[int(i * step)] for i in range(max_points)]
+    elif box:
+        (x0, x1), (y0, y1) = box[-1]["x"], box[-1]["y"]
+        pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    else:
+        return None
+    pts = [[round(min(1.0, max(0.0, float(x))), 4), round(min(1.0, max(0.0, float(y))), 4)] for x, y in pts]
+    return pts if len(pts) >= 3 else None

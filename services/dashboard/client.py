@@ -129,6 +129,19 @@ class ApiClient:
         body = self._get(f"/cameras/{_quote(camera_id)}/scores", since=since, until=until, limit=limit)
         return {"items": list(body.get("items", [])), "threshold": body.get("threshold")}
 
+    def camera_snapshot(self, camera_id: str) -> bytes:
+        """A recent frame of the camera, JPEG."""
+        return self._request("GET", f"/cameras/{_quote(camera_id)}/snapshot").content
+
+    def put_masks(self, camera_id: str, masks: list[dict]) -> dict:
+        return self._request("PUT", f"/cameras/{_quote(camera_id)}/masks", json={"masks": masks}).json()
+
+    def put_tuning(self, camera_id: str, tuning: Mapping[str, Any]) -> dict:
+        return self._request("PUT", f"/cameras/{_quote(camera_id)}/tuning", json=dict(tuning)).json()
+
+    def audit(self, **filters: Any) -> list[dict]:
+        return self._get("/audit", **filters)
+
     def camera_health(self, camera_id: str) -> dict:
         """Scoring side, model, normal period and (``source``) the ingest side of a camera."""
         return self._get(f"/cameras/{_quote(camera_id)}/health")

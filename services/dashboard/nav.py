@@ -6,7 +6,7 @@ import streamlit as st
 
 
 def pages() -> dict[str, st.Page]:
-    from services.dashboard.views import cameras, event_detail, events, live, models, prompts
+    from services.dashboard.views import audit, cameras, event_detail, events, live, models, prompts, regions
 
     return {
         "live": st.Page(live.render, title="Live", icon=":material/videocam:", url_path="live", default=True),
@@ -16,6 +16,9 @@ def pages() -> dict[str, st.Page]:
         "models": st.Page(models.render, title="Models", icon=":material/model_training:", url_path="models"),
         "cameras": st.Page(cameras.render, title="Cameras", icon=":material/settings_input_antenna:",
                            url_path="cameras"),
+        "regions": st.Page(regions.render, title="Masks & thresholds", icon=":material/format_shapes:",
+                           url_path="regions"),
+        "audit": st.Page(audit.render, title="Audit log", icon=":material/history:", url_path="audit"),
     }
 
 

@@ -77,6 +77,11 @@ def camera_state(session: Session, *, camera_id: str) -> tuple[CameraState | Non
     return state, last
 
 
+def newest_segments(session: Session, *, camera_id: str, limit: int) -> list[SegmentScore]:
+    return list(session.exec(select(SegmentScore).where(SegmentScore.camera_id == camera_id)
+                             .order_by(SegmentScore.t_start.desc()).limit(limit)))
+
+
 def source_status(session: Session, *, camera_id: str) -> SourceStatus | None:
     """How ingest last reported the camera's source (None: no ingest runs it)."""
     return session.get(SourceStatus, camera_id)

@@ -6,16 +6,19 @@ from typing import Annotated
 
 from datetime import datetime, timedelta
 
+import cv2
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from sqlalchemy.exc import IntegrityError
 
 from services.api import audit
 from services.api.crud import cameras as crud
 from services.api.crud.events import as_utc
-from services.api.deps import AdminDep, AnalystDep, SessionDep, ViewerDep
+from services.api.deps import AdminDep, AnalystDep, SessionDep, StoreDep, ViewerDep
 from services.api.schemas import CameraHealth, CameraOut, MasksIn, Problem, ScoreOut, ScoresPage, SourceHealthOut
 from vigil.config import CameraTuning, Settings
 from vigil.models import Camera, CameraCreate, CameraUpdate, SourceStatus, utcnow
+from vigil.objectstore import ObjectMissing
+from vigil.segments import SegmentDecodeError, decode_segment
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
@@ -190,3 +193,23 @@ def camera_health(camera_id: CameraId, session: SessionDep, principal: ViewerDep
             "status": period.status, "recorded_s": round(period.recorded_s, 1), "target_s": period.target_s,
             "clips": len(period.clips), "hours": period.hours, "run_id": period.run_id, "error": period.error},
     )
+
+
+@router.get("/{camera_id}/snapshot", responses={**_404, 200: {"content": {"image/jpeg": {}}}},
+            response_class=Response, summary="a recent frame of the camera (its newest stored segment), to draw masks on")
+def camera_snapshot(camera_id: CameraId, session: SessionDep, principal: ViewerDep, store: StoreDep) -> Response:
+    _visible(principal, camera_id)
+    if session.get(Camera, camera_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
+    if store is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no object store configured")
+    for row in crud.newest_segments(session, camera_id=camera_id, limit=5):  # retention may have taken the newest
+        try:
+            seg = decode_segment(store.get(row.object_key))
+        except (ObjectMissing, SegmentDecodeError):
+            continue
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(seg.frames[len(seg.frames) // 2], cv2.COLOR_RGB2BGR))
+        if ok:
+            return Response(jpeg.tobytes(), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no stored segment of this camera yet: once it streams, "
+                        "a frame appears here")

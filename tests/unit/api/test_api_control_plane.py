@@ -104,3 +104,32 @@ def test_every_change_is_audited_with_who_before_and_after_and_no_source_url(cli
     only = client.get("/audit", headers=admin, params={"target": "camera:cam-a"}).json()
     assert {e["action"] for e in only} == {"camera.masks", "camera.tuning"}
     assert len(client.get("/audit", headers=admin, params={"action": "prompt_set.save", "limit": 1}).json()) == 1
+
+
+def test_snapshot_is_a_recent_frame_of_the_camera(client, admin, engine, store):
+    from datetime import timedelta
+
+    import cv2
+    import numpy as np
+
+    from vigil.models import SegmentScore, utcnow
+    from vigil.segments import encode_segment
+
+    _cameras(engine)
+    assert client.get("/cameras/cam-a/snapshot", headers=admin).status_code == 404  # never streamed
+    now = utcnow()
+    frames = np.zeros((4, 48, 64, 3), np.uint8)
+    frames[:, :, 32:] = 250  # right half bright
+    store.put("segments/cam-a/1.npz", encode_segment(list(frames), quality=90, meta={}))
+    with Session(engine) as s:
+        for seq, key in ((1, "segments/cam-a/1.npz"), (2, "segments/cam-a/gone.npz")):  # the newest was purged
+            t = now - timedelta(seconds=10 - seq)
+            s.add(SegmentScore(segment_id=f"cam-a:{seq}", camera_id="cam-a", seq=seq, score=0.1, model_version="m",
+                               object_key=key, t_start=t, t_end=t + timedelta(seconds=1), frame_scores=[0.1] * 4))
+        s.commit()
+    r = client.get("/cameras/cam-a/snapshot", headers=admin)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (48, 64, 3) and img[:, 40:].mean() > 200 and img[:, :24].mean() < 30
+    limited = _user(client, admin, "viewer", ["cam-b"])
+    assert client.get("/cameras/cam-a/snapshot", headers=limited).status_code == 404

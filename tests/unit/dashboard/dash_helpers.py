@@ -33,6 +33,13 @@ class FakeStore:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
+    def get(self, key: str) -> bytes:
+        from vigil.objectstore import ObjectMissing
+
+        if key not in self.objects:
+            raise ObjectMissing(key)
+        return self.objects[key]
+
     def presigned_get(self, key: str, expires_s: int = 300) -> str:
         return f"http://s3.test/vigil/{key}?X-Amz-Expires={expires_s}&X-Amz-Signature=fake"
 
