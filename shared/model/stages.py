@@ -272,6 +272,7 @@ def score(zero_shot: Any, normality: NormalityModel | None, enc: Any, obs: Obser
         [{"text": t, "prob": float(p), "abnormal": bool(a)} for t, p, a in res.top_descriptions],
         "streams": {k: (None if v is None else float(v)) for k, v in out_streams.items()},
         "crop_boxes": None if res is None else res.crop_boxes,
+        "boxes": None if obs is None else [[list(map(int, b)) for b in frame] for frame in obs.boxes],  # Detect's
         "model_version": "+".join(version_parts),
         # before the fusion-scale squash: what the trainer calibrates FUSED and ZERO_SHOT on
         "raw": {"objects": None if obj_raw is None else [float(x) for x in obj_raw],
