@@ -29,6 +29,7 @@ def test_demo_reports_segments_and_events_visible_through_api(tmp_path):
     )
     api_url = dash_url = None
     api_events: list = []
+    listed_at_start: list = []
     dash_ok = False
     lines: list[str] = []
     deadline = time.monotonic() + 420
@@ -37,6 +38,9 @@ def test_demo_reports_segments_and_events_visible_through_api(tmp_path):
             lines.append(line)
             if m := re.match(r"API\s+(http://127\.0\.0\.1:\d+)", line):
                 api_url = m.group(1)
+                # the cameras are listed as soon as the API answers, before the model is deployed
+                r = httpx.get(f"{api_url}/cameras", headers={"X-API-Key": "vigil-dev-admin-key"}, timeout=10)
+                listed_at_start = [c["id"] for c in r.json()]
             if m := re.match(r"dashboard\s+(http://127\.0\.0\.1:\d+)", line):
                 dash_url = m.group(1)
             if line.startswith("[") and "segments scored" in line and api_url and not api_events:
@@ -57,7 +61,9 @@ def test_demo_reports_segments_and_events_visible_through_api(tmp_path):
     assert proc.returncode == 0, log
     summary = json.loads(out.read_text())
     assert summary["cameras"] == 2 and summary["segments"] >= 10 and summary["events"] >= 1, summary
-    assert set(summary) == {"segments", "events", "cameras", "seconds"}
+    assert set(summary) == {"segments", "events", "cameras", "seconds", "first_segment_s", "first_event_s"}
+    assert 0 < summary["first_segment_s"] <= summary["first_event_s"] < summary["seconds"], summary
+    assert listed_at_start == ["cam-01", "cam-02"], listed_at_start
     assert api_events, "no event visible through the API while the demo ran:\n" + log
     assert dash_ok, "the dashboard never answered its health check:\n" + log
     assert {e["camera_id"] for e in api_events} <= {"cam-01", "cam-02"}
