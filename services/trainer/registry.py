@@ -39,7 +39,7 @@ from sqlmodel import Session, select
 from vigil.config import Settings
 from vigil.db import session_scope
 from vigil.artefacts import s3_uri
-from vigil.models import MODEL_KIND_HEADS, MODEL_KIND_NORMALITY, ModelVersion, active_peers, utcnow
+from vigil.models import MODEL_KIND_HEADS, MODEL_KIND_NORMALITY, AuditEntry, ModelVersion, active_peers, utcnow
 from vigil.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -181,10 +181,14 @@ def serving_user_config(settings: Settings, engine: Engine, store: ObjectStore,
 
 def _set_active(engine: Engine, version_id: str) -> None:
     """Mark ``version_id`` active and its peers inactive: every heads version, or the other
-    normality versions of the same camera."""
+    normality versions of the same camera; audited as the trainer's change."""
     with session_scope(engine) as db:
         row = db.get(ModelVersion, version_id)
-        for peer in db.exec(active_peers(row)).all():
+        peers = db.exec(active_peers(row)).all()
+        db.add(AuditEntry(actor="vigil-trainer", actor_role="system", action="model.activate",
+                          target=f"model:{row.kind}" + (f":{row.camera_id}" if row.camera_id else ""),
+                          before={"active": [p.id for p in peers]}, after={"active": [row.id]}))
+        for peer in peers:
             peer.active = False
             db.add(peer)
         row.active, row.activated_at = True, utcnow()

@@ -88,6 +88,15 @@ def test_normality_versions_are_active_per_camera_beside_the_heads(engine, store
     assert registry.serving_user_config(s, engine, store)["normality"] == uc["normality"]
     assert registry.active_version(engine).id == "vigil-micro+heads:h1", "normality rows are not heads"
     assert registry.read_lineage(store, "normality:ccc")["camera_id"] == "cam-a"
+    from vigil.models import AuditEntry
+
+    with Session(engine) as db:  # the trainer's activations are audited like an admin's
+        log = [(e.actor, e.action, e.target, e.before["active"], e.after["active"])
+               for e in db.exec(select(AuditEntry).order_by(AuditEntry.id))]
+    assert log == [("vigil-trainer", "model.activate", "model:heads", [], ["vigil-micro+heads:h1"]),
+                   ("vigil-trainer", "model.activate", "model:normality:cam-a", [], ["normality:aaa"]),
+                   ("vigil-trainer", "model.activate", "model:normality:cam-b", [], ["normality:bbb"]),
+                   ("vigil-trainer", "model.activate", "model:normality:cam-a", ["normality:aaa"], ["normality:ccc"])]
 
 
 def test_artefact_references_parse_in_one_place(tmp_path):
