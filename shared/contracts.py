@@ -85,6 +85,7 @@ class EventMessage(_Contract):
     event_id: str
     kind: Literal["new", "update", "end"]
     camera_id: str
+    zone: str | None = None  # the zone of the camera it happened in; None: the whole view
     t_start: datetime
     t_end: datetime
     peak_score: float

@@ -167,7 +167,8 @@ def build_evidence(
         end = as_utc(ev.t_end) + timedelta(seconds=post_roll_s)
         segs = list(s.exec(
             select(SegmentScore)
-            .where(SegmentScore.camera_id == ev.camera_id, SegmentScore.t_end > start, SegmentScore.t_start < end)
+            .where(SegmentScore.camera_id == ev.camera_id, SegmentScore.zone.is_(None), SegmentScore.t_end > start,
+                   SegmentScore.t_start < end)
             .order_by(SegmentScore.seq)
         ))
         s.expunge_all()

@@ -41,6 +41,8 @@ class Camera(CameraBase, table=True):
     # event thresholds (CameraTuning fields set for it; the rest come from the configuration)
     masks: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     tuning: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # 0011: regions scored on their own (vigil.regions.Zone as dicts)
+    zones: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class CameraPublic(CameraBase):
@@ -63,6 +65,8 @@ class SegmentScoreBase(SQLModel):
     prompt_set: str | None = Field(default=None, max_length=200,
                                    description="prompt set that scored it, <name>@<content hash> (0008)")
     object_key: str = Field(max_length=500)
+    zone: str | None = Field(default=None, max_length=32,
+                             description="the zone of the camera this row scores; empty: the whole view (0011)")
 
 
 class SegmentScore(SegmentScoreBase, table=True):
@@ -98,6 +102,8 @@ class EventBase(SQLModel):
     model_version: str = Field(max_length=200)
     prompt_set: str | None = Field(default=None, max_length=200,
                                    description="prompt set of its peak segment, <name>@<content hash> (0008)")
+    zone: str | None = Field(default=None, max_length=32, description="the zone it happened in; empty: the "
+                             "camera's whole view (0011)")
     thumbnail_key: str | None = Field(default=None, max_length=500)
     clip_key: str | None = Field(default=None, max_length=500)
 
@@ -115,6 +121,7 @@ class Event(EventBase, table=True):
         # is checked in the index, without a heap fetch per skipped row (0004)
         Index("ix_events_start_id_peak", "t_start", "id", "peak_score"),
         Index("ix_events_peak_id_start", "peak_score", "id", "t_start"),
+        Index("ix_events_camera_zone", "camera_id", "zone"),  # 0011
     )
     # Deterministic id (camera + first segment): a replayed segment updates the same row.
     id: str = Field(primary_key=True, max_length=200)
@@ -155,7 +162,7 @@ class CameraState(SQLModel, table=True):
     """
 
     __tablename__ = "camera_states"
-    camera_id: str = Field(primary_key=True, max_length=64)
+    camera_id: str = Field(primary_key=True, max_length=100, description="a camera, or <camera>~<zone> (0011)")
     last_seq: int
     tracker: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     model_state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

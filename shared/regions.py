@@ -53,3 +53,45 @@ def apply_masks(frames: np.ndarray, masks: list[Mask]) -> np.ndarray:
     out = frames.copy()
     out[:, covered] = MASK_GREY
     return out
+
+
+ZONE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$"
+
+
+class Zone(BaseModel):
+    """A region of the view scored on its own: its own prompt set (a walking-only zone where
+    cycling is abnormal), its own threshold and, optionally, a longest allowed occupancy.
+
+    Its segments are the camera's frames cut to the zone's bounding box with everything outside
+    the polygon (and the camera's masks) painted out; its events name the zone.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=ZONE_NAME, description="letters, digits, _ . - (32 at most)")
+    polygon: list[Point] = Field(min_length=3, max_length=100, description="[x, y] in fractions of the frame")
+    prompt_set: str | None = Field(None, max_length=64, description="a prompt set of the camera's context; "
+                                   "empty: the camera's own")
+    threshold: float | None = Field(None, ge=0, le=1, description="fixed threshold of the zone's events; "
+                                    "empty: the camera's thresholds")
+    loiter_s: float | None = Field(None, gt=0, le=24 * 3600, description="someone in the zone for longer than "
+                                   "this many seconds without a break opens an event")
+
+    _has_area = field_validator("polygon")(Mask._has_area.__func__)  # the same check as a mask's
+
+
+def zone_frames(frames: np.ndarray, zone: Zone, masks: list[Mask] | None = None) -> np.ndarray:
+    """The zone's view of ``frames``: cut to its bounding box, outside its polygon (and under any
+    mask) flat grey."""
+    t, h, w = frames.shape[:3]
+    inside = mask_pixels([Mask(polygon=zone.polygon)], h, w)
+    covered = mask_pixels(masks or [], h, w)
+    ys, xs = np.nonzero(inside)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    y1, x1 = y0 + max(2, (y1 - y0) // 2 * 2), x0 + max(2, (x1 - x0) // 2 * 2)  # even sides, as stored frames
+    out = frames[:, y0:y1, x0:x1].copy()
+    off = ~inside[y0:y1, x0:x1]
+    if covered is not None:
+        off |= covered[y0:y1, x0:x1]
+    out[:, off[: out.shape[1], : out.shape[2]]] = MASK_GREY
+    return out

@@ -17,7 +17,8 @@ from vigil.models import AuditEntry, Camera
 def camera_snapshot(cam: Camera) -> dict[str, Any]:
     """What an audit entry keeps of a camera (never its source URL)."""
     return {"name": cam.name, "source_type": cam.source_type, "context": cam.context, "enabled": bool(cam.enabled),
-            "has_source_uri": bool(cam.source_uri), "masks": list(cam.masks or []), "tuning": dict(cam.tuning or {})}
+            "has_source_uri": bool(cam.source_uri), "masks": list(cam.masks or []), "zones": list(cam.zones or []),
+            "tuning": dict(cam.tuning or {})}
 
 
 def record(session: Session, principal: Principal, action: str, target: str, *,

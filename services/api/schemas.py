@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_serializer
 
 from vigil.clock import as_utc
 from vigil.models import EventPublicFull, FeedbackPublic, SegmentScorePublic, UtcDateTime
-from vigil.regions import Mask
+from vigil.regions import Mask, Zone
 
 
 def _utc(v: datetime | None) -> datetime | None:
@@ -95,7 +95,12 @@ class CameraOut(BaseModel):
     created_at: UtcDateTime
     from_config: bool = Field(False, description="seeded from the YAML settings at start")
     masks: list[Mask] = Field(default_factory=list, description="regions removed from detection")
+    zones: list[Zone] = Field(default_factory=list, description="regions scored on their own")
     tuning: dict[str, Any] = Field(default_factory=dict, description="the camera's own event thresholds")
+
+
+class ZonesIn(BaseModel):
+    zones: list[Zone] = Field(max_length=16, description="[] removes all")
 
 
 class MasksIn(BaseModel):

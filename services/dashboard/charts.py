@@ -65,10 +65,11 @@ MASK_FILL, DRAWN_LINE = "rgba(214, 39, 40, 0.35)", "#ff7f0e"
 GRID_STEPS = 41  # invisible points over the frame: Plotly reports a lasso or box only over selectable points
 
 
-def mask_canvas(jpeg: bytes | None, masks: list[dict], *, drawn: list[list[float]] | None = None,
-                aspect: float = 4 / 3, height: int = 420) -> go.Figure:
+def mask_canvas(jpeg: bytes | None, masks: list[dict], *, zones: list[dict] | None = None,
+                drawn: list[list[float]] | None = None, aspect: float = 4 / 3, height: int = 420) -> go.Figure:
     """A camera frame in fractions of its width and height (y down, as in the image), its masks
-    filled red, a just-drawn polygon outlined orange; lasso (default) or box select draws."""
+    filled red, its zones outlined blue, a just-drawn polygon outlined orange; lasso (default)
+    or box select draws."""
     import base64
 
     import numpy as np
@@ -92,6 +93,12 @@ def mask_canvas(jpeg: bytes | None, masks: list[dict], *, drawn: list[list[float
         fig.add_trace(go.Scatter(x=[*xs, xs[0]], y=[*ys, ys[0]], fill="toself", fillcolor=MASK_FILL, mode="lines",
                                  line={"color": FUSED, "width": 1}, name=m.get("name", "mask"),
                                  hovertemplate=f"{m.get('name', 'mask')}<extra></extra>"))
+    for z in zones or []:
+        xs, ys = zip(*z["polygon"])
+        fig.add_trace(go.Scatter(x=[*xs, xs[0]], y=[*ys, ys[0]], fill="toself", fillcolor="rgba(31, 119, 180, 0.12)",
+                                 mode="lines+text", line={"color": SEM, "width": 2}, name=f"zone {z['name']}",
+                                 text=[z["name"]] + [""] * len(xs), textposition="top right",
+                                 hovertemplate=f"zone {z['name']}<extra></extra>"))
     if drawn:
         xs, ys = zip(*drawn)
         fig.add_trace(go.Scatter(x=[*xs, xs[0]], y=[*ys, ys[0]], mode="lines", name="drawn",

@@ -136,6 +136,9 @@ class ApiClient:
     def put_masks(self, camera_id: str, masks: list[dict]) -> dict:
         return self._request("PUT", f"/cameras/{_quote(camera_id)}/masks", json={"masks": masks}).json()
 
+    def put_zones(self, camera_id: str, zones: list[dict]) -> dict:
+        return self._request("PUT", f"/cameras/{_quote(camera_id)}/zones", json={"zones": zones}).json()
+
     def put_tuning(self, camera_id: str, tuning: Mapping[str, Any]) -> dict:
         return self._request("PUT", f"/cameras/{_quote(camera_id)}/tuning", json=dict(tuning)).json()
 

@@ -32,7 +32,7 @@ from sqlmodel import select
 from vigil.config import CameraParams, CameraTuning, Settings
 from vigil.db import session_scope
 from vigil.models import Camera, PromptSetRow
-from vigil.regions import Mask
+from vigil.regions import Mask, Zone
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class ServingSnapshot:
     contexts: dict[str, str] = field(default_factory=dict)  # camera id -> context
     prompt_versions: dict[str, int] = field(default_factory=dict)  # prompt_key -> version
     masks: dict[str, list[Mask]] = field(default_factory=dict)  # camera id -> its masks
+    zones: dict[str, list[Zone]] = field(default_factory=dict)  # camera id -> its zones
     tuning: dict[str, CameraTuning] = field(default_factory=dict)  # camera id -> its thresholds
 
 
@@ -72,17 +73,21 @@ def read_snapshot(engine: Engine, read_serving: Callable[[], dict[str, Any]]) ->
     contexts: dict[str, str] = {}
     masks: dict[str, list[Mask]] = {}
     tuning: dict[str, CameraTuning] = {}
+    zones: dict[str, list[Zone]] = {}
     with session_scope(engine) as db:
         for cam in db.exec(select(Camera)):
             contexts[cam.id] = cam.context
             try:  # the API validated them; a row edited by hand must not stop every camera
                 if cam.masks:
                     masks[cam.id] = [Mask.model_validate(m) for m in cam.masks]
+                if cam.zones:
+                    zones[cam.id] = [Zone.model_validate(z) for z in cam.zones]
                 if cam.tuning:
                     tuning[cam.id] = CameraTuning.model_validate(cam.tuning)
             except ValueError as exc:
-                log.error("camera %s: its masks or tuning in SQL are invalid (%s); scored without them", cam.id, exc)
-    return ServingSnapshot(uc, contexts, versions, masks, tuning)
+                log.error("camera %s: its masks, zones or tuning in SQL are invalid (%s); scored without them",
+                          cam.id, exc)
+    return ServingSnapshot(uc, contexts, versions, masks, zones, tuning)
 
 
 class CameraControl(Protocol):
@@ -93,6 +98,8 @@ class CameraControl(Protocol):
     def params_for(self, camera_id: str) -> CameraParams: ...
 
     def masks_for(self, camera_id: str) -> list[Mask]: ...
+
+    def zones_for(self, camera_id: str) -> list[Zone]: ...
 
 
 class ConfiguredControl:
@@ -109,6 +116,9 @@ class ConfiguredControl:
         return self.settings.params_for(camera_id)
 
     def masks_for(self, camera_id: str) -> list[Mask]:
+        return []
+
+    def zones_for(self, camera_id: str) -> list[Zone]:
         return []
 
 
@@ -189,3 +199,6 @@ class ServingReconciler:
 
     def masks_for(self, camera_id: str) -> list[Mask]:
         return self.snapshot.masks.get(camera_id, [])
+
+    def zones_for(self, camera_id: str) -> list[Zone]:
+        return self.snapshot.zones.get(camera_id, [])

@@ -21,6 +21,12 @@ from vigil.events import EventTracker, Transition, severity
 from vigil.models import CameraState, Event, SegmentScore
 
 
+def zone_key(key: str, zone: str) -> str:
+    """A zone's own segment row id or scoring-state id: ``<camera's>~<zone>`` (``~`` is in no
+    camera or segment id, and needs no escaping in a URL)."""
+    return f"{key}~{zone}"
+
+
 class Sink:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -43,15 +49,20 @@ class Sink:
         tracker: EventTracker,
         transitions: list[Transition],
         params: CameraParams,
+        zone: str | None = None,
     ) -> bool:
-        """Write everything for one segment atomically. False if it was already stored."""
+        """Write everything for one segment atomically (of one zone of its camera, with ``zone``:
+        its row and state are keyed :func:`zone_key`, as the tracker keys its events). False if
+        it was already stored."""
         now = utcnow()
+        row_id, state_id = (ref.segment_id, ref.camera_id) if zone is None else (
+            zone_key(ref.segment_id, zone), zone_key(ref.camera_id, zone))
         with Session(self.engine) as s:
-            if s.get(SegmentScore, ref.segment_id) is not None:
+            if s.get(SegmentScore, row_id) is not None:
                 return False
             s.add(
                 SegmentScore(
-                    segment_id=ref.segment_id, camera_id=ref.camera_id, seq=ref.seq,
+                    segment_id=row_id, camera_id=ref.camera_id, zone=zone, seq=ref.seq,
                     t_start=ref.t_start, t_end=ref.t_end, score=result["score"], s_sem=result.get("s_sem"),
                     s_pred=result.get("s_pred"), s_obj=result.get("s_obj"), gate=result.get("gate"),
                     streams=result.get("streams"),
@@ -66,7 +77,8 @@ class Sink:
                 # the peak moved to this segment (or the event starts here): every stream at the peak
                 peak_here = row is None or ev.peak_score != row.peak_score
                 if row is None:
-                    row = Event(id=ev.id, camera_id=ev.camera_id, created_at=now, model_version=result["model_version"],
+                    row = Event(id=ev.id, camera_id=ref.camera_id, zone=zone, created_at=now,
+                                model_version=result["model_version"],
                                 peak_score=ev.peak_score, first_seq=ev.first_seq, last_seq=ev.last_seq,
                                 t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end))
                 row.t_end = datetime.fromisoformat(ev.t_end)
@@ -82,9 +94,9 @@ class Sink:
                 row.status = "closed" if tr.kind == "end" else "open"
                 row.updated_at = now
                 s.add(row)
-            state = s.get(CameraState, ref.camera_id)
+            state = s.get(CameraState, state_id)
             if state is None:
-                state = CameraState(camera_id=ref.camera_id, last_seq=ref.seq)
+                state = CameraState(camera_id=state_id, last_seq=ref.seq)
             state.last_seq = ref.seq
             state.tracker = tracker.to_dict()
             state.model_state = result.get("state") or {}

@@ -49,11 +49,13 @@ from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef,
 from vigil.events import EventTracker
 from vigil.normal_period import NormalPeriodRecorder
 from vigil.objectstore import ObjectMissing, ObjectStore
-from vigil.regions import apply_masks
+from vigil.regions import Zone, apply_masks, zone_frames
 from vigil.segments import SegmentDecodeError, decode_segment
 
 from . import telemetry
 from .control_plane import CameraControl, ConfiguredControl
+from .sink import zone_key
+from .zones import loitering, zone_occupancy, zone_params
 from .sink import Sink
 
 log = logging.getLogger(__name__)
@@ -188,10 +190,11 @@ class ScoringWorker:
         self.consumer.subscribe([self.settings.kafka.segments_topic], listener=_Rebalance(self))
 
     # ------------------------------------------------------------ steps
-    def _camera(self, camera_id: str) -> _CameraRuntime:
+    def _camera(self, camera_id: str, params: CameraParams | None = None) -> _CameraRuntime:
+        """The runtime of a camera (or of a zone of it: ``<camera>~<zone>`` and the zone's params)."""
         rt = self.cameras.get(camera_id)
         if rt is None:
-            params = self.control.params_for(camera_id)
+            params = params or self.control.params_for(camera_id)
             row = self.sink.load_camera_state(camera_id)
             if row is not None and row.tracker:
                 tracker = EventTracker.from_dict(row.tracker)
@@ -255,47 +258,69 @@ class ScoringWorker:
             self._dead_letter(rec, str(exc))
             return
         params = self.control.params_for(ref.camera_id)
-        prompt_set = self.control.prompt_set_for(ref.camera_id, params)
-        frames = apply_masks(frames, self.control.masks_for(ref.camera_id))  # before Detect, Encode and Score
-        rt = self._camera(ref.camera_id)
+        masks = self.control.masks_for(ref.camera_id)
+        # a camera's zones first, then its whole view: a re-delivered segment (the camera's row is the
+        # "scored" mark) redoes only what was not stored, each view's commit being idempotent on its own
+        for zone in self.control.zones_for(ref.camera_id):
+            zparams = zone_params(params, zone)
+            self._score_view(ref, zone_frames(frames, zone, masks), zparams,
+                             self.control.prompt_set_for(ref.camera_id, zparams), zone)
+        frames = apply_masks(frames, masks)  # before Detect, Encode and Score
+        self._score_view(ref, frames, params, self.control.prompt_set_for(ref.camera_id, params), None)
+
+    def _score_view(self, ref: SegmentRef, frames: Any, params: CameraParams, prompt_set: str,
+                    zone: Zone | None) -> None:
+        """Score one view of a segment (the camera's whole view, or one zone of it), then store its
+        row, events and state in one transaction and announce its event transitions."""
+        key = ref.camera_id if zone is None else zone_key(ref.camera_id, zone.name)
+        rt = self._camera(key, params)
         t0 = time.perf_counter()
-        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=ref.camera_id,
+        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=key,
                                detector_state=rt.detector_state, fps=ref.fps)
         detector_state = result.pop("detector_state", None)
         metrics.STAGE_SECONDS.labels("score").observe(time.perf_counter() - t0)
         t0 = time.perf_counter()
+        occupancy = None
+        if zone is not None and zone.loiter_s:
+            occupancy = zone_occupancy(rt.model_state.get("occupied_s", 0.0), result.get("boxes"), ref)
+            result = loitering(result, zone, occupancy)
         params = params_with_threshold(params, result.get("threshold"))
         # Work on a copy: if the commit fails, the in-memory state must not run ahead of SQL.
         tracker = EventTracker.from_dict(rt.tracker.to_dict())
         tracker.retune(params)
         transitions = tracker.update(
-            segment_id=ref.segment_id, seq=ref.seq, t_start=ref.t_start, t_end=ref.t_end,
-            score=result["score"], top_descriptions=result.get("top_descriptions"),
+            segment_id=ref.segment_id if zone is None else zone_key(ref.segment_id, zone.name), seq=ref.seq,
+            t_start=ref.t_start, t_end=ref.t_end, score=result["score"], top_descriptions=result.get("top_descriptions"),
             scorer=result.get("model_version"),
         )
-        if not self.sink.commit(ref, result, tracker, transitions, params):
+        state = dict(result.get("state") or {})
+        if occupancy is not None:
+            state["occupied_s"] = occupancy
+        result["state"] = state
+        if not self.sink.commit(ref, result, tracker, transitions, params, zone=None if zone is None else zone.name):
             metrics.DUPLICATES.inc()
             return
-        rt.tracker, rt.model_state, rt.detector_state = tracker, result.get("state") or {}, detector_state
+        rt.tracker, rt.model_state, rt.detector_state = tracker, state, detector_state
         metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - t0)
-        if self.recorder is not None:
-            try:
-                self.recorder.record(ref, params, in_event=tracker.open is not None)
-            except Exception as exc:  # noqa: BLE001  a clip fewer in the normal period, never a lost score
-                log.warning("camera %s: segment %s not recorded into its normal period: %s",
-                            ref.camera_id, ref.segment_id, exc)
-        metrics.SEGMENTS_SCORED.inc()
-        metrics.FRAMES_SCORED.inc(ref.n_frames)
-        metrics.E2E_LATENCY.observe(max(0.0, (utcnow() - ref.t_end).total_seconds()))
+        if zone is None:
+            if self.recorder is not None:
+                try:
+                    self.recorder.record(ref, params, in_event=tracker.open is not None)
+                except Exception as exc:  # noqa: BLE001  a clip fewer in the normal period, never a lost score
+                    log.warning("camera %s: segment %s not recorded into its normal period: %s",
+                                ref.camera_id, ref.segment_id, exc)
+            metrics.SEGMENTS_SCORED.inc()
+            metrics.FRAMES_SCORED.inc(ref.n_frames)
+            metrics.E2E_LATENCY.observe(max(0.0, (utcnow() - ref.t_end).total_seconds()))
         for tr in transitions:
             ev = tr.event
             msg = EventMessage(
-                event_id=ev.id, kind=tr.kind, camera_id=ev.camera_id,
+                event_id=ev.id, kind=tr.kind, camera_id=ref.camera_id, zone=None if zone is None else zone.name,
                 t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end),
                 peak_score=ev.peak_score, top_descriptions=ev.top_descriptions, segment_ids=ev.segment_ids,
                 model_version=result["model_version"],
             )
-            self.producer.send(self.settings.kafka.events_topic, key=ev.camera_id.encode(), value=msg.encode())
+            self.producer.send(self.settings.kafka.events_topic, key=ref.camera_id.encode(), value=msg.encode())
             metrics.EVENTS_EMITTED.labels(tr.kind).inc()
 
     # ------------------------------------------------------------ pipeline

@@ -37,7 +37,8 @@ KEY = "camera-control-admin-key"
 
 def _count(engine, camera_id: str) -> int:
     with Session(engine) as db:
-        return db.exec(select(func.count()).select_from(SegmentScore).where(SegmentScore.camera_id == camera_id)).one()
+        return db.exec(select(func.count()).select_from(SegmentScore)
+                       .where(SegmentScore.camera_id == camera_id, SegmentScore.zone.is_(None))).one()  # whole view
 
 
 def _wait(cond, timeout: float, what: str) -> float:

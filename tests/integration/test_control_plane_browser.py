@@ -131,7 +131,7 @@ def test_add_camera_draw_mask_edit_prompt_activate_model_and_audit(s3_settings, 
             page.get_by_role("link", name="Masks & thresholds").click()
             expect(page.get_by_role("heading", name="Masks & thresholds")).to_be_visible()
             expect(page.get_by_role("combobox", name="Camera")).to_be_visible()  # door, the first camera
-            expect(page.locator(".js-plotly-plot")).to_have_count(1)
+            expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the Masks tab's canvas
             _settle(page)
             _lasso(page, LASSO)
             expect(page.get_by_role("button", name="Add mask")).to_be_visible()

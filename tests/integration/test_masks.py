@@ -4,7 +4,8 @@ Two cameras read the same video of one square moving along a band of the picture
 masks that band on one of them before it streams; the control plane hands the mask to the
 worker, which paints it out before Detect, Encode and Score. The masked camera's detector
 finds no box anywhere (its only mover is masked) and it opens no event, while its unmasked
-twin's boxes sit on the band.
+twin's boxes sit on the band. The twin also scores the band as a zone with its own
+threshold: every segment has a zone row, and its events name the zone.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def test_a_mask_over_the_only_mover_leaves_no_boxes_and_no_events(stack, moving_
 
     def score(frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001, ANN202
         res = served(frames, state, prompt_set, camera_id, detector_state, fps)
-        if camera_id in boxes:
+        if camera_id in boxes:  # the cameras' whole views (a zone's key is <camera>~<zone>)
             boxes[camera_id].append([b for frame in res.get("boxes") or [] for b in frame])
         return res
 
@@ -68,6 +69,10 @@ def test_a_mask_over_the_only_mover_leaves_no_boxes_and_no_events(stack, moving_
                                                               "source_uri": f"{video}?realtime=false"})
                 assert r.status_code == 201, r.text
             r = api.put("/cameras/masked/masks", headers=admin, json={"masks": [{"name": "band", "polygon": BAND}]})
+            assert r.status_code == 200, r.text
+            # the twin scores the band as a zone of its own too, with a threshold every segment passes
+            r = api.put("/cameras/twin/zones", headers=admin, json={"zones": [{"name": "lane", "polygon": BAND,
+                                                                              "threshold": 0.0}]})
             assert r.status_code == 200, r.text
             control.poll()
             assert [m.name for m in control.masks_for("masked")] == ["band"]
@@ -92,11 +97,17 @@ def test_a_mask_over_the_only_mover_leaves_no_boxes_and_no_events(stack, moving_
     with Session(engine) as db:
         per_segment = db.exec(select(SegmentScore.segment_id, func.count()).where(SegmentScore.camera_id == "masked")
                               .group_by(SegmentScore.segment_id)).all()
-        events = {e.camera_id for e in db.exec(select(Event))}
+        all_events = list(db.exec(select(Event)))
+        events = {e.camera_id for e in all_events if e.zone is None}
+        lane_rows = db.exec(select(func.count()).select_from(SegmentScore).where(SegmentScore.zone == "lane")).one()
     assert len(per_segment) == n and {c for _, c in per_segment} == {1}  # every segment scored exactly once
     twin_on_band = [b for seg in boxes["twin"] for b in seg if 30 <= (b[1] + b[3]) / 2 <= 70]
     assert sum(1 for seg in boxes["twin"] if seg) >= n // 2, "the unmasked twin finds the square"
     assert len(twin_on_band) >= n // 2, boxes["twin"][:5]
     assert not any(boxes["masked"]), "the masked camera's detector found boxes"
     assert "masked" not in events, "the masked camera opened an event"
-    print(f"twin: {len(twin_on_band)} boxes on the band over {n} segments; masked: none, no event")
+    assert lane_rows == n, "every segment of the twin scored in its zone too"
+    lane = [e for e in all_events if e.zone == "lane"]
+    assert lane and all(e.camera_id == "twin" and e.id.endswith("~lane") for e in lane), all_events
+    print(f"twin: {len(twin_on_band)} boxes on the band over {n} segments, {len(lane)} event(s) in its zone; "
+          "masked: none, no event")

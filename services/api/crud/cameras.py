@@ -56,7 +56,7 @@ def list_scores(
 ) -> list[SegmentScore]:
     """Segment scores of a camera, oldest first: the first ``limit`` after ``since``, or the
     latest ``limit`` when no ``since`` is given."""
-    stmt = select(SegmentScore).where(SegmentScore.camera_id == camera_id)
+    stmt = select(SegmentScore).where(SegmentScore.camera_id == camera_id, SegmentScore.zone.is_(None))
     if since is not None:
         stmt = stmt.where(SegmentScore.t_start >= since)
     if until is not None:
@@ -71,14 +71,15 @@ def camera_state(session: Session, *, camera_id: str) -> tuple[CameraState | Non
     """The scoring state row of a camera and its newest segment score (either may be None)."""
     state = session.get(CameraState, camera_id)
     last = session.exec(
-        select(SegmentScore).where(SegmentScore.camera_id == camera_id)
+        select(SegmentScore).where(SegmentScore.camera_id == camera_id, SegmentScore.zone.is_(None))
         .order_by(SegmentScore.t_start.desc()).limit(1)
     ).first()
     return state, last
 
 
 def newest_segments(session: Session, *, camera_id: str, limit: int) -> list[SegmentScore]:
-    return list(session.exec(select(SegmentScore).where(SegmentScore.camera_id == camera_id)
+    return list(session.exec(select(SegmentScore)
+                             .where(SegmentScore.camera_id == camera_id, SegmentScore.zone.is_(None))
                              .order_by(SegmentScore.t_start.desc()).limit(limit)))
 
 

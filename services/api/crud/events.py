@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Text, cast, literal, tuple_
+from sqlalchemy import Text, cast, literal, or_, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -24,12 +24,16 @@ class CursorError(ValueError):
     """A pagination cursor that is malformed or belongs to another sort order."""
 
 
+WHOLE_VIEW = "-"  # the zone filter's name for events of a camera's whole view (no zone)
+
+
 class EventFilter(BaseModel):
     """Query parameters of ``GET /events`` and ``GET /events/export.csv``."""
 
     model_config = ConfigDict(extra="forbid")
 
     camera: list[str] | None = Field(None, description="camera ids (repeat the parameter for several)")
+    zone: list[str] | None = Field(None, description="zones (repeat for several); '-' = the whole view, no zone")
     since: datetime | None = Field(None, description="events that start at or after this time")
     until: datetime | None = Field(None, description="events that start before this time")
     min_score: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="peak score at least")
@@ -40,7 +44,7 @@ class EventFilter(BaseModel):
     sort: SortField = "t_start"
     order: Literal["asc", "desc"] = "desc"
 
-    @field_validator("camera", "severity")
+    @field_validator("camera", "severity", "zone")
     @classmethod
     def _short_items(cls, v: list[str] | None) -> list[str] | None:
         if v is not None:
@@ -118,6 +122,12 @@ def _conditions(f: EventFilter, allowed_cameras: frozenset[str] | None) -> list:
         conds.append(Event.camera_id.in_(sorted(allowed_cameras)))
     if f.camera:
         conds.append(Event.camera_id.in_(f.camera))
+    if f.zone:
+        named = [z for z in f.zone if z != WHOLE_VIEW]
+        either = [Event.zone.in_(named)] if named else []
+        if WHOLE_VIEW in f.zone:
+            either.append(Event.zone.is_(None))
+        conds.append(or_(*either))
     if f.since is not None:
         conds.append(Event.t_start >= f.since)
     if f.until is not None:
@@ -164,8 +174,8 @@ def list_events(
 # (PostgreSQL's json type keeps the text as written; SQLite stores text), so a page is
 # rendered without parsing and re-serialising every description (see services.api.render).
 PAGE_SCALARS = (
-    "id", "camera_id", "peak_score", "severity", "status", "model_version", "prompt_set", "thumbnail_key", "clip_key",
-    "t_start", "t_end", "first_seq", "last_seq", "peak_s_sem", "peak_s_pred", "peak_s_obj", "created_at",
+    "id", "camera_id", "zone", "peak_score", "severity", "status", "model_version", "prompt_set", "thumbnail_key",
+    "clip_key", "t_start", "t_end", "first_seq", "last_seq", "peak_s_sem", "peak_s_pred", "peak_s_obj", "created_at",
     "updated_at",
 )
 PAGE_JSON = ("top_descriptions", "segment_ids", "peak_streams")

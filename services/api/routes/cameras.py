@@ -14,7 +14,9 @@ from services.api import audit
 from services.api.crud import cameras as crud
 from services.api.crud.events import as_utc
 from services.api.deps import AdminDep, AnalystDep, SessionDep, StoreDep, ViewerDep
-from services.api.schemas import CameraHealth, CameraOut, MasksIn, Problem, ScoreOut, ScoresPage, SourceHealthOut
+from services.api.schemas import (
+    CameraHealth, CameraOut, MasksIn, Problem, ScoreOut, ScoresPage, SourceHealthOut, ZonesIn,
+)
 from vigil.config import CameraTuning, Settings
 from vigil.models import Camera, CameraCreate, CameraUpdate, SourceStatus, utcnow
 from vigil.objectstore import ObjectMissing
@@ -30,7 +32,7 @@ def _out(cam: Camera) -> CameraOut:
     return CameraOut(
         id=cam.id, name=cam.name, source_type=cam.source_type, context=cam.context, enabled=cam.enabled,
         has_source_uri=bool(cam.source_uri), created_at=cam.created_at, from_config=bool(cam.from_config),
-        masks=list(cam.masks or []), tuning=dict(cam.tuning or {}),
+        masks=list(cam.masks or []), zones=list(cam.zones or []), tuning=dict(cam.tuning or {}),
     )
 
 
@@ -100,6 +102,19 @@ def put_masks(camera_id: CameraId, body: MasksIn, session: SessionDep, principal
     cam = _editable(session, principal, camera_id)
     masks = [m.model_dump() for m in body.masks]
     return _out(_audited_update(session, principal, cam, "camera.masks", {"masks": masks}))
+
+
+@router.put("/{camera_id}/zones", response_model=CameraOut, responses=_404,
+            summary="replace the camera's zones: regions scored on their own, with their own prompt set, threshold "
+                    "and longest occupancy (analysts, for their cameras)")
+def put_zones(camera_id: CameraId, body: ZonesIn, session: SessionDep, principal: AnalystDep) -> CameraOut:
+    cam = _editable(session, principal, camera_id)
+    names = [z.name for z in body.zones]
+    if len(set(names)) != len(names):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{
+            "loc": ["body", "zones"], "msg": "zone names must be unique within a camera", "type": "value_error"}])
+    zones = [z.model_dump() for z in body.zones]
+    return _out(_audited_update(session, principal, cam, "camera.zones", {"zones": zones}))
 
 
 @router.put("/{camera_id}/tuning", response_model=CameraOut, responses=_404,

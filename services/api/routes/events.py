@@ -39,7 +39,7 @@ def list_events(engine: EngineDep, principal: ViewerDep, params: Annotated[crud.
 
 
 CSV_COLUMNS = [
-    "id", "camera_id", "t_start", "t_end", "peak_score", "peak_s_sem", "peak_s_pred", "peak_s_obj", "severity", "status",
+    "id", "camera_id", "zone", "t_start", "t_end", "peak_score", "peak_s_sem", "peak_s_pred", "peak_s_obj", "severity", "status",
     "model_version", "prompt_set", "top_descriptions",
 ]
 

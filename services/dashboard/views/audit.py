@@ -10,7 +10,7 @@ import streamlit as st
 from services.dashboard import session
 from services.dashboard.client import ApiError, describe
 
-ACTIONS = ["(all)", "camera.create", "camera.update", "camera.delete", "camera.masks", "camera.tuning",
+ACTIONS = ["(all)", "camera.create", "camera.update", "camera.delete", "camera.masks", "camera.zones", "camera.tuning",
            "prompt_set.save", "prompt_set.delete", "model.activate"]
 
 

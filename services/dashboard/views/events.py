@@ -24,11 +24,16 @@ def _day(d: Any, end: bool = False) -> datetime | None:
     return datetime.combine(d, time.max if end else time.min, tzinfo=UTC)
 
 
-def filter_form(camera_ids: list[str]) -> dict[str, Any] | None:
+WHOLE_VIEW = "-"  # the API's zone filter for events of a camera's whole view
+
+
+def filter_form(camera_ids: list[str], zone_names: list[str] | None = None) -> dict[str, Any] | None:
     """The filter form; returns the new filters when applied, else None."""
     with st.form("event-filters", border=True):
-        c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+        c1, c0, c2, c3, c4 = st.columns([3, 2, 2, 2, 2])
         cams = c1.multiselect("Cameras", camera_ids, placeholder="all cameras")
+        zones = c0.multiselect("Zones", [WHOLE_VIEW, *(zone_names or [])], placeholder="any zone",
+                               format_func=lambda z: "whole view (no zone)" if z == WHOLE_VIEW else z)
         sev = c2.multiselect("Severity", SEVERITIES, placeholder="any")
         status = c3.selectbox("Status", ["any", "open", "closed"])
         min_score = c4.slider("Min peak score", 0.0, 1.0, 0.0, 0.05)
@@ -44,7 +49,7 @@ def filter_form(camera_ids: list[str]) -> dict[str, Any] | None:
     if not applied:
         return None
     return {
-        "camera": cams, "severity": sev, "status": None if status == "any" else status,
+        "camera": cams, "zone": zones, "severity": sev, "status": None if status == "any" else status,
         "min_score": min_score or None, "q": q.strip() or None, "since": _day(since),
         "until": _day(until, end=True), "sort": sort, "order": order,
     }
@@ -59,6 +64,7 @@ def _table(items: list[dict], thumbs: dict[str, str | None]) -> pd.DataFrame:
             "thumbnail": thumbs.get(e["id"]),
             "start": pd.Timestamp(e["t_start"]),
             "camera": e["camera_id"],
+            "zone": e.get("zone") or "",
             "peak": e["peak_score"],
             "severity": e.get("severity"),
             "status": e.get("status"),
@@ -107,12 +113,14 @@ def render() -> None:
     who = client.identity
     st.title("Events")
     try:
-        camera_ids = [c["id"] for c in data.cameras(who, client)]
+        cams = data.cameras(who, client)
     except ApiError as exc:
         st.error(describe(exc))
-        camera_ids = []
+        cams = []
+    camera_ids = [c["id"] for c in cams]
+    zone_names = sorted({z["name"] for c in cams for z in c.get("zones") or []})
 
-    new = filter_form(camera_ids)
+    new = filter_form(camera_ids, zone_names)
     if new is not None:
         st.session_state[_F] = new
         st.session_state[_STACK] = [None]

@@ -1,5 +1,6 @@
-"""Masks & thresholds: draw the regions removed from a camera's detection on a recent frame of
-it, and set its own event thresholds (analysts, for the cameras they may see)."""
+"""Masks & thresholds: on a recent frame of a camera, draw the regions removed from its detection
+(masks) and the regions scored on their own (zones: their own prompt set, threshold and
+loitering time), and set its own event thresholds (analysts, for the cameras they may see)."""
 
 from __future__ import annotations
 
@@ -17,25 +18,37 @@ def _saved(msg: str) -> None:
     st.rerun()
 
 
-def masks_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
+def _canvas(client, cam: dict, kind: str, may_edit: bool) -> list[list[float]] | None:  # noqa: ANN001
+    """The camera's recent frame with its masks and zones; returns the polygon just drawn (for ``kind``)."""
     cid = cam["id"]
     try:
         jpeg = client.camera_snapshot(cid)
     except ApiError as exc:
         jpeg = None
         st.info(f"No recent frame: {describe(exc)}")
-    masks = list(cam.get("masks") or [])
-    drawn = st.session_state.get(f"drawn-{cid}")
-    fig = charts.mask_canvas(jpeg, masks, drawn=drawn)
-    event = st.plotly_chart(fig, key=f"mask-canvas-{cid}", on_select="rerun" if may_edit else "ignore",
+    drawn = st.session_state.get(f"drawn-{kind}-{cid}")
+    fig = charts.mask_canvas(jpeg, list(cam.get("masks") or []), zones=list(cam.get("zones") or []), drawn=drawn)
+    event = st.plotly_chart(fig, key=f"{kind}-canvas-{cid}", on_select="rerun" if may_edit else "ignore",
                             selection_mode=("lasso", "box"), config={"displaylogo": False})
     picked = charts.polygon_from_selection(getattr(event, "selection", None) if may_edit else None)
     if picked and picked != drawn:
-        st.session_state[f"drawn-{cid}"] = drawn = picked
+        st.session_state[f"drawn-{kind}-{cid}"] = drawn = picked
         st.rerun()
     if not may_edit:
-        st.caption("Drawing masks needs the analyst role.")
-    elif drawn:
+        st.caption(f"Drawing {kind} needs the analyst role.")
+    elif not drawn:
+        st.caption(f"Draw a region with the lasso (or the box tool) on the frame to add it to the {kind}.")
+    return drawn if may_edit else None
+
+
+def _discard(kind: str, cid: str) -> None:
+    st.session_state.pop(f"drawn-{kind}-{cid}", None)
+
+
+def masks_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
+    cid, masks = cam["id"], list(cam.get("masks") or [])
+    drawn = _canvas(client, cam, "masks", may_edit)
+    if drawn:
         c1, c2, c3 = st.columns([2, 1, 1])
         name = c1.text_input("Mask name", value=f"mask {len(masks) + 1}", max_chars=100, key=f"mask-name-{cid}")
         if c2.button("Add mask", type="primary", icon=":material/add:", key=f"mask-add-{cid}"):
@@ -44,13 +57,11 @@ def masks_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
             except ApiError as exc:
                 st.error(f"Mask not saved: {describe(exc)}")
             else:
-                st.session_state.pop(f"drawn-{cid}", None)
+                _discard("masks", cid)
                 _saved(f"Mask {name.strip() or 'mask'} added to {cid}: detection ignores it from the next segment.")
         if c3.button("Discard", key=f"mask-discard-{cid}"):
-            st.session_state.pop(f"drawn-{cid}", None)
+            _discard("masks", cid)
             st.rerun()
-    else:
-        st.caption("Draw a region with the lasso (or the box tool) on the frame to mask it.")
     for i, m in enumerate(masks):
         c1, c2 = st.columns([4, 1])
         c1.markdown(f"**{m.get('name', 'mask')}** · {len(m['polygon'])} corners")
@@ -61,6 +72,57 @@ def masks_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
                 st.error(f"Not removed: {describe(exc)}")
             else:
                 _saved(f"Mask {m.get('name', 'mask')} removed from {cid}.")
+
+
+def zone_text(z: dict) -> str:
+    parts = [f"prompt set {z['prompt_set']}" if z.get("prompt_set") else "the camera's prompt set",
+             f"threshold {z['threshold']:.2f}" if z.get("threshold") is not None else "the camera's thresholds"]
+    if z.get("loiter_s"):
+        parts.append(f"occupied longer than {z['loiter_s']:.0f} s opens an event")
+    return f"**{z['name']}** · " + " · ".join(parts)
+
+
+def zones_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
+    cid, zones = cam["id"], list(cam.get("zones") or [])
+    drawn = _canvas(client, cam, "zones", may_edit)
+    if drawn:
+        try:
+            sets = sorted(s["name"] for s in data.prompt_sets(client.identity, client, cam["context"]))
+        except ApiError:
+            sets = []
+        with st.form(f"zone-add-{cid}"):
+            c1, c2 = st.columns(2)
+            name = c1.text_input("Zone name", value=f"zone{len(zones) + 1}", max_chars=32,
+                                 help="letters, digits, _ . -")
+            ps = c2.selectbox("Prompt set", ["(the camera's)", *sets], help=f"sets of context {cam['context']}")
+            c3, c4 = st.columns(2)
+            thr = c3.number_input("Threshold (empty: the camera's)", min_value=0.0, max_value=1.0, step=0.01,
+                                  value=None)
+            loiter = c4.number_input("Loitering after (s, empty: off)", min_value=1.0, max_value=86400.0, step=5.0,
+                                     value=None)
+            if st.form_submit_button("Add zone", type="primary"):
+                zone = {"name": name.strip(), "polygon": drawn, "prompt_set": None if ps.startswith("(") else ps,
+                        "threshold": thr, "loiter_s": loiter}
+                try:
+                    client.put_zones(cid, [*zones, zone])
+                except ApiError as exc:
+                    st.error(f"Zone not saved: {describe(exc)}")
+                else:
+                    _discard("zones", cid)
+                    _saved(f"Zone {name.strip()} added to {cid}: scored on its own from the next segment.")
+        if st.button("Discard the drawn zone", key=f"zone-discard-{cid}"):
+            _discard("zones", cid)
+            st.rerun()
+    for i, z in enumerate(zones):
+        c1, c2 = st.columns([4, 1])
+        c1.markdown(zone_text(z))
+        if may_edit and c2.button("Remove", key=f"zone-rm-{cid}-{i}", icon=":material/delete:"):
+            try:
+                client.put_zones(cid, zones[:i] + zones[i + 1:])
+            except ApiError as exc:
+                st.error(f"Not removed: {describe(exc)}")
+            else:
+                _saved(f"Zone {z['name']} removed from {cid}.")
 
 
 def thresholds_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
@@ -108,8 +170,10 @@ def render() -> None:
                        format_func=lambda i: next((f"{c.get('name') or i} ({i})" for c in cams if c["id"] == i), i))
     cam = next(c for c in cams if c["id"] == cid)
     may_edit = session.has_role("analyst")
-    masks, thresholds = st.tabs(["Masks", "Thresholds"])
+    masks, zones, thresholds = st.tabs(["Masks", "Zones", "Thresholds"])
     with masks:
         masks_editor(client, cam, may_edit)
+    with zones:
+        zones_editor(client, cam, may_edit)
     with thresholds:
         thresholds_editor(client, cam, may_edit)

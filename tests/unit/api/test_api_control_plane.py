@@ -133,3 +133,37 @@ def test_snapshot_is_a_recent_frame_of_the_camera(client, admin, engine, store):
     assert img.shape == (48, 64, 3) and img[:, 40:].mean() > 200 and img[:, :24].mean() < 30
     limited = _user(client, admin, "viewer", ["cam-b"])
     assert client.get("/cameras/cam-a/snapshot", headers=limited).status_code == 404
+
+
+def test_zones_are_validated_audited_and_events_filter_by_zone(client, admin, engine):
+    from vigil.models import Event, utcnow
+
+    _cameras(engine)
+    walk = {"name": "walkway", "polygon": SQUARE, "prompt_set": "walkway", "threshold": 0.4, "loiter_s": 60}
+    r = client.put("/cameras/cam-a/zones", headers=admin, json={"zones": [walk]})
+    assert r.status_code == 200, r.text
+    assert r.json()["zones"] == [walk]
+    dup = client.put("/cameras/cam-a/zones", headers=admin, json={"zones": [walk, walk]})
+    assert dup.status_code == 422 and "unique" in dup.text
+    assert client.put("/cameras/cam-a/zones", headers=admin,
+                      json={"zones": [{**walk, "name": "has space"}]}).status_code == 422
+    assert client.put("/cameras/cam-a/zones", headers=admin,
+                      json={"zones": [{**walk, "threshold": 1.5}]}).status_code == 422
+    (entry,) = client.get("/audit", headers=admin, params={"action": "camera.zones"}).json()
+    assert entry["before"]["zones"] == [] and entry["after"]["zones"] == [walk]
+    now = utcnow()
+    with Session(engine) as s:
+        for i, zone in enumerate((None, "walkway", "walkway", "door")):
+            s.add(Event(id=f"ev:{i}", camera_id="cam-a", zone=zone, t_start=now, t_end=now, first_seq=i, last_seq=i,
+                        peak_score=0.7, model_version="m"))
+        s.commit()
+
+    def ids(**params):
+        return sorted(e["id"] for e in client.get("/events", headers=admin, params=params).json()["items"])
+
+    assert ids(zone="walkway") == ["ev:1", "ev:2"]
+    assert ids(zone="-") == ["ev:0"]  # the whole view
+    assert ids(zone=["-", "door"]) == ["ev:0", "ev:3"]
+    assert client.get("/events/ev:1", headers=admin).json()["zone"] == "walkway"
+    csv = client.get("/events/export.csv", headers=admin, params={"zone": "door"}).text.splitlines()
+    assert csv[0].split(",")[:3] == ["id", "camera_id", "zone"] and csv[1].startswith("ev:3,cam-a,door,")

@@ -81,3 +81,32 @@ def test_audit_page_lists_changes_for_admins_only(admin, cameras, http, user_cli
     analyst = user_client("analyst")
     at = page_test("audit", analyst).run()
     assert any("for admins" in i.value for i in at.info)
+
+
+def test_zones_tab_lists_the_cameras_zones(admin, cameras, http):
+    zone = {"name": "walkway", "polygon": SQUARE, "prompt_set": "walkway", "threshold": 0.4, "loiter_s": 60}
+    assert http.put("/cameras/cam-a/zones", json={"zones": [zone]}, headers={"X-API-Key": admin._key}).status_code == 200
+    at = page_test("regions", admin).run()
+    assert not at.exception, at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "**walkway** · prompt set walkway · threshold 0.40 · occupied longer than 60 s opens an event" in text
+    spec = json.loads(at.get("plotly_chart")[1].proto.spec)  # the zones tab's canvas
+    assert any(t.get("name") == "zone walkway" for t in spec["data"])
+
+
+def test_events_page_filters_by_zone(admin, cameras, seed, http):
+    from tests.unit.dashboard.dash_helpers import make_event
+
+    http.put("/cameras/cam-a/zones", json={"zones": [{"name": "walkway", "polygon": SQUARE}]},
+             headers={"X-API-Key": admin._key})
+    events = [make_event(i) for i in range(3)]
+    events[1].zone = "walkway"
+    seed(*events)
+    at = page_test("events", admin).run()
+    assert not at.exception, at.exception
+    zones = next(m for m in at.multiselect if m.label == "Zones")
+    assert zones.options == ["whole view (no zone)", "walkway"]
+    zones.set_value(["walkway"])
+    next(b for b in at.button if b.label == "Apply filters").click().run()
+    df = at.dataframe[0].value
+    assert list(df["zone"]) == ["walkway"] and list(df["id"]) == [events[1].id]

@@ -312,3 +312,43 @@ def test_masks_and_tuning_from_the_control_plane_apply_before_scoring(settings, 
     assert all(scores[("b", i)] == pytest.approx(200 / 255) for i in range(3))
     with Session(engine) as s:  # both above the tuned 0.45: each camera opened its event
         assert {e.camera_id for e in s.exec(select(Event))} == {"a", "b"}
+
+
+def test_zones_are_scored_on_their_own_with_their_threshold_and_loitering_time(settings, engine):
+    from services.scoring.control_plane import ConfiguredControl
+    from vigil.regions import Zone
+
+    half = [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]
+    zones = [Zone(name="walk", polygon=half, threshold=0.3),  # under the camera's fixed 0.5
+             Zone(name="bench", polygon=half, threshold=0.95, loiter_s=2.5)]
+
+    class Control(ConfiguredControl):
+        def zones_for(self, camera_id):
+            return zones if camera_id == "a" else []
+
+    class Scorer(FakeScorer):  # someone is in every frame (Detect's boxes)
+        def __call__(self, frames, *args, **kw):
+            res = super().__call__(frames, *args, **kw)
+            res["boxes"] = [[[1, 1, 4, 4]] for _ in range(len(frames))]
+            return res
+
+    consumer, store, scorer = FakeConsumer(1), FakeStore(), Scorer()
+    _feed(consumer, store, cams=("a",), n=5, level=lambda c, i: 100)  # 100/255 = 0.39: no camera event
+    w = _worker(settings, engine, consumer, store, scorer, control=Control(settings))
+    _run_until(w, consumer.all_committed)
+    rows = _rows(engine)
+    by_zone = {z: sorted(r.seq for r in rows if r.zone == z) for z in (None, "walk", "bench")}
+    assert by_zone == {None: [0, 1, 2, 3, 4], "walk": [0, 1, 2, 3, 4], "bench": [0, 1, 2, 3, 4]}
+    assert {r.segment_id for r in rows if r.zone == "walk"} == {f"a.{i:06d}~walk" for i in range(5)}
+    assert {r.camera_id for r in rows} == {"a"}
+    # the zone was scored on its own view: outside its polygon painted grey, so brighter than the camera's
+    assert all(r.score > 0.39 for r in rows if r.zone == "walk")
+    with Session(engine) as s:
+        events = list(s.exec(select(Event)))
+    assert {(e.camera_id, e.zone) for e in events} == {("a", "walk"), ("a", "bench")}, "no whole-view event"
+    bench = next(e for e in events if e.zone == "bench")
+    assert bench.first_seq == 2 and bench.id.endswith("~bench")  # occupied 3 s > 2.5 s at the third segment
+    text = bench.top_descriptions[0]["text"]
+    assert text.startswith("someone in zone bench for ") and text.endswith("(longer than 2.5 s)"), text
+    msgs = [decode(EventMessage, v) for v in w.producer.on(settings.kafka.events_topic)]
+    assert {(m.camera_id, m.zone) for m in msgs} == {("a", "walk"), ("a", "bench")}
