@@ -59,7 +59,8 @@ def test_prompt_set_edited_through_the_api_reaches_the_next_segments(stack, tmp_
 
     from services.api.main import create_app
     from services.scoring.control_plane import ServingReconciler
-    from vigil.models import SegmentScore
+    from vigil.clock import as_utc
+    from vigil.models import Event, SegmentScore
 
     n_seg = 40
     s = _settings(stack, _config(stack, tmp_path, "pe", 1, app="vigil-prompt-edit", realtime=True))
@@ -83,6 +84,12 @@ def test_prompt_set_edited_through_the_api_reaches_the_next_segments(stack, tmp_
         _wait(lambda: "default/default" in handle.scorer_info.remote().result(timeout_s=30)["prompt_sets"], 10,
               "the edited set on the replica")
         reached_s = time.time() - t_edit
+        # now let events open (the camera's own thresholds, through the API): every segment is above 0
+        with TestClient(create_app(s, engine=engine)) as api:
+            r = api.put(f"/cameras/{s.cameras[0].id}/tuning", headers={"X-API-Key": "pe-admin"},
+                        json={"threshold_mode": "fixed", "threshold": 0.0})
+            assert r.status_code == 200, r.text
+        t_tuned = time.time()
         assert ing.join(timeout=180)
         _wait(lambda: _count(engine) >= n_seg, 240, "all rows")
         info1 = handle.scorer_info.remote().result(timeout_s=30)
@@ -103,3 +110,11 @@ def test_prompt_set_edited_through_the_api_reaches_the_next_segments(stack, tmp_
     # each row names the set that scored it: the packaged one, then the context's edited version
     assert rows[0].prompt_set.startswith("default@") and all(r.prompt_set.startswith("default/default@")
                                                               for r, t in zip(rows, texts) if t in late)
+    # the events opened once the tuning reached the worker carry the new descriptions and name the new version
+    with Session(engine) as db:
+        events = [e for e in db.exec(select(Event)) if as_utc(e.created_at).timestamp() > t_tuned]
+    assert events, "no event after the threshold was tuned to 0 through the API"
+    for e in events:
+        assert e.prompt_set.startswith("default/default@"), e.prompt_set
+        assert {d["text"] for d in e.top_descriptions} <= set(new) | {"people walking"}, e.top_descriptions
+    print(f"{len(events)} event(s) after the tuning, described by the edited set")
