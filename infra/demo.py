@@ -104,6 +104,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     ingest = None
     worker = None
     control = None
+    relay = None
     evidence = None
     try:
         api_port, dash_port = _free(s.api.port), _free(s.dashboard.port)
@@ -166,6 +167,9 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         threads.append(worker_thread)
         worker_thread.start()
         evidence = EvidenceMaintainer(ObjectStore(s.s3), engine, s).start()
+        from services.cli import _outbox_relay
+
+        relay = _outbox_relay(s, engine).start()  # event messages from the outbox to the events topic
         echo("scoring  started")
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
         last = 0.0
@@ -191,6 +195,8 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
             ingest.shutdown(timeout=10)
         if worker is not None:
             worker.close()
+        if relay is not None:
+            relay.close()
         if control is not None:
             control.close()
         if evidence is not None:

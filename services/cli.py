@@ -212,8 +212,11 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
                      "--auto-train/--no-auto-train",
                      help="train each camera's normality when its normal period completes (vigil train-normal --watch "
                      "in this process)")] = True,
+                 relay: Annotated[bool, typer.Option(
+                     "--relay/--no-relay", help="publish the event outbox from this process (a cluster runs "
+                     "`vigil relay` once instead)")] = True,
                  ) -> None:
-    """Consume segments, score them on the Serve app, store results, emit events."""
+    """Consume segments, score them on the Serve app, store results and their event messages (the outbox)."""
     from services.scoring.evidence_maintainer import EvidenceMaintainer
     from services.trainer.normal_camera import NormalPeriodWatcher
 
@@ -221,15 +224,42 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
     worker, control = _start_worker(s, metrics_port=metrics_port, deploy=deploy)
     evidence = EvidenceMaintainer(worker.store, worker.sink.engine, s).start()
     watcher = NormalPeriodWatcher(s).start() if auto_train else None
+    outbox = _outbox_relay(s, worker.sink.engine).start() if relay else None
     with _StopOnSignal() as stop:
         threading.Thread(target=lambda: (stop.wait(), worker.stop.set()), daemon=True).start()
         worker.run()
     worker.close()
+    if outbox is not None:
+        outbox.close()
     evidence.close()
     if control is not None:
         control.close()
     if watcher is not None:
         watcher.close()
+
+
+def _outbox_relay(s: Settings, engine):  # noqa: ANN001, ANN202
+    from services.scoring.relay import OutboxRelay
+    from vigil.bus import make_producer
+
+    return OutboxRelay(engine, make_producer(s.kafka, "vigil-relay"), s.kafka.events_topic)
+
+
+@app.command()
+def relay(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
+    """Publish the event outbox to the events topic: each message once the broker acknowledges it."""
+    from vigil.bus import ensure_topics
+    from vigil.db import make_engine, migrate
+
+    s = _resolved(_settings(config, state_dir))
+    migrate(s.database_url)
+    ensure_topics(s.kafka)
+    outbox = _outbox_relay(s, make_engine(s.database_url))
+    with _StopOnSignal() as stop:
+        threading.Thread(target=lambda: (stop.wait(), outbox.stop.set()), daemon=True).start()
+        outbox.run()
+    outbox.close()
+    typer.echo(f"published {outbox.published} event message(s); {outbox.backlog()} left in the outbox")
 
 
 @app.command()

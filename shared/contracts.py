@@ -86,6 +86,7 @@ class EventMessage(_Contract):
     kind: Literal["new", "update", "end"]
     camera_id: str
     zone: str | None = None  # the zone of the camera it happened in; None: the whole view
+    version: int = Field(0, ge=0, description="the event's changes so far (1 = new): dedupe on (event_id, version)")
     t_start: datetime
     t_end: datetime
     peak_score: float

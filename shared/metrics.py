@@ -33,6 +33,7 @@ E2E_LATENCY = Histogram(
 )
 CONSUMER_LAG = Gauge("vigil_scoring_consumer_lag", "Messages behind the head of the segments topic", ["partition"])
 EVENTS_EMITTED = Counter("vigil_events_total", "Event lifecycle messages", ["kind"])
+OUTBOX_PUBLISHED = Counter("vigil_outbox_published_total", "Event messages the broker acknowledged from the outbox")
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:

@@ -104,6 +104,7 @@ class EventBase(SQLModel):
                                    description="prompt set of its peak segment, <name>@<content hash> (0008)")
     zone: str | None = Field(default=None, max_length=32, description="the zone it happened in; empty: the "
                              "camera's whole view (0011)")
+    version: int = Field(default=0, description="changes so far (1 = opened); its outbox messages carry it (0012)")
     thumbnail_key: str | None = Field(default=None, max_length=500)
     clip_key: str | None = Field(default=None, max_length=500)
 
@@ -502,3 +503,29 @@ class AuditEntryPublic(SQLModel):
     target: str
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------- event outbox
+
+
+class EventOutbox(SQLModel, table=True):
+    """An event lifecycle message waiting for the broker (0012).
+
+    Written in the transaction that writes the event row and its segment's row, so a message
+    exists exactly when its change does; the relay publishes it to ``vigil.events.v1`` and sets
+    ``sent_at`` only after the broker acknowledged. ``version`` counts the event's changes
+    (1 = new), so a consumer dedupes on (event id, version).
+    """
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (Index("ix_event_outbox_unsent", "sent_at", "id"),
+                      Index("ux_event_outbox_event_version", "event_id", "version", unique=True))
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200)
+    version: int
+    kind: str = Field(max_length=8, description="new | update | end")
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False), description="the EventMessage")
+    created_at: datetime = _created()
+    sent_at: datetime | None = _ts_opt()
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

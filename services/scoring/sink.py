@@ -1,9 +1,10 @@
 """The idempotent SQL sink of the scoring path.
 
 One transaction per scored segment writes the score row, the events it opened, extended
-or ended, and the camera's new state (event tracker + model context). A re-delivered
-segment finds its row and is skipped, so at-least-once delivery yields exactly-once rows,
-and state never runs ahead of or behind the rows.
+or ended with their lifecycle messages (the outbox, published by :mod:`services.scoring.relay`),
+and the camera's new state (event tracker + model context). A re-delivered segment finds its
+row and is skipped, so at-least-once delivery yields exactly-once rows and messages, and state
+never runs ahead of or behind the rows.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from sqlmodel import Session
 
 from vigil.clock import utcnow
 from vigil.config import CameraParams
-from vigil.contracts import SegmentRef
+from vigil.contracts import EventMessage, SegmentRef
 from vigil.events import EventTracker, Transition, severity
-from vigil.models import CameraState, Event, SegmentScore
+from vigil.models import CameraState, Event, EventOutbox, SegmentScore
 
 
 def zone_key(key: str, zone: str) -> str:
@@ -93,7 +94,17 @@ class Sink:
                 row.severity = severity(ev.peak_score, tracker.threshold)  # the learnt one when calibrated
                 row.status = "closed" if tr.kind == "end" else "open"
                 row.updated_at = now
+                row.version = (row.version or 0) + 1
                 s.add(row)
+                # its lifecycle message, in this transaction: the relay publishes it (the outbox)
+                msg = EventMessage(
+                    event_id=ev.id, kind=tr.kind, camera_id=ref.camera_id, zone=zone, version=row.version,
+                    t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end),
+                    peak_score=ev.peak_score, top_descriptions=ev.top_descriptions, segment_ids=ev.segment_ids,
+                    model_version=result["model_version"],
+                )
+                s.add(EventOutbox(event_id=ev.id, version=row.version, kind=tr.kind, payload=msg.model_dump(mode="json"),
+                                  created_at=now))
             state = s.get(CameraState, state_id)
             if state is None:
                 state = CameraState(camera_id=state_id, last_seq=ref.seq)

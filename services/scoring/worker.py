@@ -1,4 +1,4 @@
-"""The scoring consumer: Kafka segments → Serve app → SQL sink → offsets → events.
+"""The scoring consumer: Kafka segments → Serve app → SQL sink (rows, events, outbox) → offsets.
 
 Assembled from small steps (decode, fetch, score, sink, publish), each testable alone,
 run as a pipeline with bounded in-flight work:
@@ -14,8 +14,9 @@ run as a pipeline with bounded in-flight work:
   parallel, so Serve can batch across cameras.
 
 Delivery is at-least-once with an idempotent sink: a partition's offset is committed only
-up to its first record that is not yet durable (scored and stored, or dead-lettered), and
-only after the producer has flushed the events. A transient failure (object store, Serve,
+up to its first record that is not yet durable (scored and stored, or dead-lettered). Event
+messages are not produced here: the sink writes them to the outbox with the rows, and the
+relay (:mod:`services.scoring.relay`) publishes them once the broker takes them. A transient failure (object store, Serve,
 database) stops the failed camera's lane, waits for the other lanes to finish the segment
 they are on, commits what is durable, drops the camera state (the sink is the truth) and
 rewinds every partition to its committed offset; what was already stored is skipped on the
@@ -36,7 +37,6 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
@@ -45,7 +45,7 @@ from kafka.structs import OffsetAndMetadata
 from vigil import metrics
 from vigil.clock import utcnow
 from vigil.config import CameraParams, Settings
-from vigil.contracts import ContractError, DeadLetter, EventMessage, SegmentRef, decode
+from vigil.contracts import ContractError, DeadLetter, SegmentRef, decode
 from vigil.events import EventTracker
 from vigil.normal_period import NormalPeriodRecorder
 from vigil.objectstore import ObjectMissing, ObjectStore
@@ -312,15 +312,7 @@ class ScoringWorker:
             metrics.SEGMENTS_SCORED.inc()
             metrics.FRAMES_SCORED.inc(ref.n_frames)
             metrics.E2E_LATENCY.observe(max(0.0, (utcnow() - ref.t_end).total_seconds()))
-        for tr in transitions:
-            ev = tr.event
-            msg = EventMessage(
-                event_id=ev.id, kind=tr.kind, camera_id=ref.camera_id, zone=None if zone is None else zone.name,
-                t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end),
-                peak_score=ev.peak_score, top_descriptions=ev.top_descriptions, segment_ids=ev.segment_ids,
-                model_version=result["model_version"],
-            )
-            self.producer.send(self.settings.kafka.events_topic, key=ref.camera_id.encode(), value=msg.encode())
+        for tr in transitions:  # their messages went into the outbox with the rows; the relay publishes them
             metrics.EVENTS_EMITTED.labels(tr.kind).inc()
 
     # ------------------------------------------------------------ pipeline

@@ -12,6 +12,7 @@ from sqlmodel import Session, func, select
 from services.ingest.runner import IngestService
 from services.scoring.deploy import deploy_scoring_app, handle_score_fn
 from services.scoring.sink import Sink
+from services.scoring.relay import Deduper, OutboxRelay
 from services.scoring.worker import ScoringWorker
 from vigil.bus import ensure_topics, make_consumer, make_producer
 from vigil.config import CameraConfig, FileSource
@@ -71,14 +72,17 @@ def pipeline(stack, tmp_path_factory):
     )
     th = threading.Thread(target=worker.run, daemon=True)
     th.start()
+    relay = OutboxRelay(engine, make_producer(s.kafka), s.kafka.events_topic).start()
     ingest = IngestService(s, ObjectStore(s.s3), make_producer(s.kafka), max_segments=N_SEGMENTS)
     ingest.start()
     assert ingest.join(timeout=120), "ingest did not finish"
     _wait(lambda: _count(engine, SegmentScore) >= N_CAMERAS * N_SEGMENTS, 240, "all segments scored")
+    _wait(lambda: relay.backlog() == 0, 60, "the event outbox published")
     yield s, engine, worker, ingest
     worker.stop.set()
     th.join(30)
     worker.close()
+    relay.close()
     from ray import serve
 
     serve.delete(s.serve.app_name)  # frees its CPUs for the next module's apps
@@ -144,9 +148,16 @@ def test_events_written_and_published(pipeline):
     c = make_consumer(s.kafka, client_id="events-probe", consumer_timeout_ms=5000)
     c.assign([TopicPartition(s.kafka.events_topic, p) for p in range(s.kafka.partitions)])
     c.seek_to_beginning()
-    msgs = [decode(EventMessage, m.value) for m in c]
+    recs = list(c)
     c.close()
-    assert any(m.kind == "new" and m.event_id == ev.id for m in msgs)
+    msgs = [decode(EventMessage, m.value) for m in recs]
+    assert any(m.kind == "new" and m.event_id == ev.id and m.version == 1 for m in msgs)
+    assert all(r.key == decode(EventMessage, r.value).event_id.encode() for r in recs), "keyed by event id"
+    # every change of every event reached the topic, numbered as in SQL (dedupe on event id and version)
+    dedupe = Deduper()
+    delivered = [m for m in msgs if dedupe.accept(m)]
+    assert {e.id: e.version for e in events} == {eid: v for eid, v in dedupe.seen.items()}
+    assert len(delivered) == sum(e.version for e in events)
 
 
 def test_duplicate_delivery_leaves_one_row(pipeline):

@@ -175,8 +175,8 @@ def list_events(
 # rendered without parsing and re-serialising every description (see services.api.render).
 PAGE_SCALARS = (
     "id", "camera_id", "zone", "peak_score", "severity", "status", "model_version", "prompt_set", "thumbnail_key",
-    "clip_key", "t_start", "t_end", "first_seq", "last_seq", "peak_s_sem", "peak_s_pred", "peak_s_obj", "created_at",
-    "updated_at",
+    "clip_key", "t_start", "t_end", "first_seq", "last_seq", "peak_s_sem", "peak_s_pred", "peak_s_obj", "version",
+    "created_at", "updated_at",
 )
 PAGE_JSON = ("top_descriptions", "segment_ids", "peak_streams")
 

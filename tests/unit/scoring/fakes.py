@@ -108,13 +108,35 @@ class _Done:
         return None
 
 
+class _Refused:
+    """What kafka-python's future does when the broker does not acknowledge."""
+
+    def get(self, timeout=None):  # noqa: ANN001
+        from kafka.errors import KafkaTimeoutError
+
+        raise KafkaTimeoutError("broker did not acknowledge (fake)")
+
+
 class FakeProducer:
+    """Records what is sent. ``fail_next``: that many sends are refused at once (the broker is
+    down); ``unacked_next``: that many reach the topic but their acknowledgement is lost."""
+
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.flushes = 0
+        self.fail_next = 0
+        self.unacked_next = 0
 
     def send(self, topic, key=None, value=None):  # noqa: ANN001
+        if self.fail_next > 0:
+            from kafka.errors import KafkaConnectionError
+
+            self.fail_next -= 1
+            raise KafkaConnectionError("no broker (fake)")
         self.sent.append((topic, key, value))
+        if self.unacked_next > 0:
+            self.unacked_next -= 1
+            return _Refused()
         return _Done()
 
     def flush(self, timeout=None):  # noqa: ANN001

@@ -9,6 +9,7 @@ import pytest
 from sqlmodel import Session, select
 
 from fakes import FakeConsumer, FakeProducer, FakeScorer, FakeStore, put_segment
+from services.scoring.relay import OutboxRelay
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker, params_with_threshold
 from vigil.contracts import DeadLetter, EventMessage, SegmentRef, decode
@@ -156,8 +157,9 @@ def test_threshold_from_serve_config_opens_events(settings, engine):
     with Session(engine) as s:
         events = list(s.exec(select(Event)))
     assert len(events) == 1 and events[0].camera_id == "a"
+    OutboxRelay(engine, producer, settings.kafka.events_topic).publish_pending()
     msgs = [decode(EventMessage, v) for v in producer.on(settings.kafka.events_topic)]
-    assert msgs and msgs[0].kind == "new"
+    assert msgs and msgs[0].kind == "new" and msgs[0].version == 1
 
 
 def test_events_and_rows_carry_every_stream_at_the_peak(settings, engine):
@@ -350,5 +352,6 @@ def test_zones_are_scored_on_their_own_with_their_threshold_and_loitering_time(s
     assert bench.first_seq == 2 and bench.id.endswith("~bench")  # occupied 3 s > 2.5 s at the third segment
     text = bench.top_descriptions[0]["text"]
     assert text.startswith("someone in zone bench for ") and text.endswith("(longer than 2.5 s)"), text
+    OutboxRelay(engine, w.producer, settings.kafka.events_topic).publish_pending()
     msgs = [decode(EventMessage, v) for v in w.producer.on(settings.kafka.events_topic)]
     assert {(m.camera_id, m.zone) for m in msgs} == {("a", "walk"), ("a", "bench")}
