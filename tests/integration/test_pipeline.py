@@ -202,8 +202,21 @@ def test_malformed_message_goes_to_dead_letter_and_worker_continues(pipeline):
     reasons = " | ".join(d.reason for d in got)
     assert "not JSON" in reasons and "schema_version 99" in reasons and "missing" in reasons
     assert set(bad) <= {d.payload for d in got}  # the original bytes are kept
-    # the worker is still alive and consuming
-    assert worker.consumer is not None and not worker.stop.is_set()
+    # the partitions moved on: a valid segment sent after the poison records is scored
+    with Session(engine) as db:
+        stored = db.exec(select(SegmentScore).where(SegmentScore.camera_id == "cam1")).first()
+    after = SegmentRef(segment_id="after-poison", camera_id="cam1", seq=1000, t_start=datetime.now(UTC),
+                       t_end=datetime.now(UTC), fps=10.0, n_frames=T, width=160, height=120,
+                       object_key=stored.object_key)
+    p.send(s.kafka.segments_topic, key=b"cam1", value=after.encode()).get(10)
+    p.send(s.kafka.segments_topic, key=b"cam0", value=after.model_copy(update={
+        "segment_id": "after-poison-0", "camera_id": "cam0"}).encode()).get(10)
+    _wait(lambda: {"after-poison", "after-poison-0"} <= _ids(engine), 60, "the segments after the poison scored")
+
+
+def _ids(engine) -> set[str]:
+    with Session(engine) as db:
+        return set(db.exec(select(SegmentScore.segment_id)).all())
 
 
 def test_every_listener_is_loopback(stack, pipeline):
