@@ -271,7 +271,7 @@ class ScoringWorker:
     def _score_view(self, ref: SegmentRef, frames: Any, params: CameraParams, prompt_set: str,
                     zone: Zone | None) -> None:
         """Score one view of a segment (the camera's whole view, or one zone of it), then store its
-        row, events and state in one transaction and announce its event transitions."""
+        row, events, their outbox messages and its state in one transaction."""
         key = ref.camera_id if zone is None else zone_key(ref.camera_id, zone.name)
         rt = self._camera(key, params)
         t0 = time.perf_counter()
