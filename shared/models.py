@@ -105,6 +105,13 @@ class EventBase(SQLModel):
     zone: str | None = Field(default=None, max_length=32, description="the zone it happened in; empty: the "
                              "camera's whole view (0011)")
     version: int = Field(default=0, description="changes so far (1 = opened); its outbox messages carry it (0012)")
+    # 0013: the analyst's review: new -> acknowledged -> resolved (true_positive | false_positive | duplicate)
+    review_status: str = Field(default="new", max_length=16, description="new | acknowledged | resolved")
+    resolution: str | None = Field(default=None, max_length=16,
+                                   description="true_positive | false_positive | duplicate (when resolved)")
+    assignee: str | None = Field(default=None, max_length=200, description="the user reviewing it")
+    reviewed_by: str | None = Field(default=None, max_length=200)
+    review_note: str | None = Field(default=None, max_length=2000)
     thumbnail_key: str | None = Field(default=None, max_length=500)
     clip_key: str | None = Field(default=None, max_length=500)
 
@@ -123,6 +130,7 @@ class Event(EventBase, table=True):
         Index("ix_events_start_id_peak", "t_start", "id", "peak_score"),
         Index("ix_events_peak_id_start", "peak_score", "id", "t_start"),
         Index("ix_events_camera_zone", "camera_id", "zone"),  # 0011
+        Index("ix_events_review_start", "review_status", "t_start"),  # 0013
     )
     # Deterministic id (camera + first segment): a replayed segment updates the same row.
     id: str = Field(primary_key=True, max_length=200)
@@ -142,6 +150,7 @@ class Event(EventBase, table=True):
     peak_s_obj: float | None = Field(default=None, description="object-normality stream score at the peak")
     peak_streams: dict[str, float | None] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     purge_started_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    reviewed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))  # 0013
 
 
 class EventPublic(EventBase):
@@ -215,6 +224,7 @@ class EventPublicFull(EventPublic):
     peak_streams: dict[str, float | None] | None = None
     created_at: UtcDateTime | None = None
     updated_at: UtcDateTime | None = None
+    reviewed_at: UtcDateTime | None = None
 
 
 # ---------------------------------------------------------------- contexts (sites / camera groups)

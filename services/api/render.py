@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from services.api.crud.events import PAGE_JSON, PAGE_SCALARS
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_TS = [i for i, c in enumerate(PAGE_SCALARS) if c in {"t_start", "t_end", "created_at", "updated_at"}]
+_TS = [i for i, c in enumerate(PAGE_SCALARS) if c in {"t_start", "t_end", "created_at", "updated_at", "reviewed_at"}]
 _N = len(PAGE_SCALARS)
 _TAIL = [f',"{c}":' for c in PAGE_JSON]
 _EMPTY = ["null" if c == "peak_streams" else "[]" for c in PAGE_JSON]  # what a SQL NULL renders as

@@ -19,7 +19,7 @@ def _utc(v: datetime | None) -> datetime | None:
 class EventOut(EventPublicFull):
     """An event as the API returns it (times always in UTC with an offset)."""
 
-    @field_serializer("t_start", "t_end", "created_at", "updated_at")
+    @field_serializer("t_start", "t_end", "created_at", "updated_at", "reviewed_at")
     def _ser_ts(self, v: datetime | None) -> str | None:
         v = _utc(v)
         return v.isoformat() if v is not None else None
@@ -39,6 +39,16 @@ class EventDetail(EventOut):
 
 class FeedbackIn(BaseModel):
     label: Literal["true_positive", "false_positive"]
+    note: str | None = Field(None, max_length=2000)
+
+
+class ReviewIn(BaseModel):
+    """A step of an event's review: acknowledge it, (re)assign it, resolve it."""
+
+    status: Literal["acknowledged", "resolved"]
+    resolution: Literal["true_positive", "false_positive", "duplicate"] | None = Field(
+        None, description="required when resolved; true and false positives become training feedback")
+    assignee: str | None = Field(None, max_length=200, description="a user's name; empty: unchanged, '' unassigns")
     note: str | None = Field(None, max_length=2000)
 
 

@@ -34,6 +34,9 @@ class EventFilter(BaseModel):
 
     camera: list[str] | None = Field(None, description="camera ids (repeat the parameter for several)")
     zone: list[str] | None = Field(None, description="zones (repeat for several); '-' = the whole view, no zone")
+    review: list[Literal["new", "acknowledged", "resolved"]] | None = Field(
+        None, description="review states (repeat for several); new = not reviewed yet")
+    assignee: str | None = Field(None, min_length=1, max_length=200, description="assigned to this user")
     since: datetime | None = Field(None, description="events that start at or after this time")
     until: datetime | None = Field(None, description="events that start before this time")
     min_score: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="peak score at least")
@@ -128,6 +131,10 @@ def _conditions(f: EventFilter, allowed_cameras: frozenset[str] | None) -> list:
         if WHOLE_VIEW in f.zone:
             either.append(Event.zone.is_(None))
         conds.append(or_(*either))
+    if f.review:
+        conds.append(Event.review_status.in_(f.review))
+    if f.assignee:
+        conds.append(Event.assignee == f.assignee)
     if f.since is not None:
         conds.append(Event.t_start >= f.since)
     if f.until is not None:
@@ -176,7 +183,7 @@ def list_events(
 PAGE_SCALARS = (
     "id", "camera_id", "zone", "peak_score", "severity", "status", "model_version", "prompt_set", "thumbnail_key",
     "clip_key", "t_start", "t_end", "first_seq", "last_seq", "peak_s_sem", "peak_s_pred", "peak_s_obj", "version",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "review_status", "resolution", "assignee", "reviewed_by", "reviewed_at", "review_note",
 )
 PAGE_JSON = ("top_descriptions", "segment_ids", "peak_streams")
 

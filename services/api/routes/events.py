@@ -1,4 +1,4 @@
-"""Events: query, CSV export, detail with presigned evidence URLs, feedback."""
+"""Events: query, CSV export, detail with presigned evidence URLs, review, feedback."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from sqlmodel import select
 
+from services.api import audit
 from services.api.crud import events as crud
 from services.api.crud.feedback import add_feedback, list_feedback
 from services.api.deps import AnalystDep, EngineDep, SessionDep, StoreDep, ViewerDep
 from services.api.render import render_page
-from services.api.schemas import EventDetail, EventOut, EventPage, FeedbackIn, Problem
-from vigil.models import Event, FeedbackPublic
+from services.api.schemas import EventDetail, EventOut, EventPage, FeedbackIn, Problem, ReviewIn
+from vigil.models import Event, FeedbackPublic, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ def list_events(engine: EngineDep, principal: ViewerDep, params: Annotated[crud.
 
 CSV_COLUMNS = [
     "id", "camera_id", "zone", "t_start", "t_end", "peak_score", "peak_s_sem", "peak_s_pred", "peak_s_obj", "severity", "status",
-    "model_version", "prompt_set", "top_descriptions",
+    "model_version", "prompt_set", "review_status", "resolution", "assignee", "top_descriptions",
 ]
 
 
@@ -116,6 +118,39 @@ def post_feedback(event_id: EventId, body: FeedbackIn, session: SessionDep, prin
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")
     fb = add_feedback(session, event=row, label=body.label, note=body.note, author=principal.name)
     return FeedbackPublic.model_validate(fb, from_attributes=True)
+
+
+@router.patch(
+    "/{event_id}/review", response_model=EventOut, responses={**_404, 422: {"model": Problem}},
+    summary="acknowledge, assign or resolve an event (a true or false positive also becomes training feedback)",
+)
+def review_event(event_id: EventId, body: ReviewIn, session: SessionDep, principal: AnalystDep) -> EventOut:
+    row = crud.get_event(session, event_id=event_id, allowed_cameras=principal.cameras)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")
+    if (body.status == "resolved") != (body.resolution is not None):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail="a resolution (true_positive, false_positive or duplicate) goes with status resolved, "
+                                   "and only with it")
+    if body.assignee and session.exec(select(User).where(User.name == body.assignee)).first() is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"no user named {body.assignee!r}")
+    fields = ("review_status", "resolution", "assignee", "reviewed_by", "review_note")
+    before = {k: getattr(row, k) for k in fields}
+    row.review_status, row.resolution = body.status, body.resolution
+    if body.assignee is not None:
+        row.assignee = body.assignee or None
+    if body.note is not None:
+        row.review_note = body.note or None
+    row.reviewed_by, row.reviewed_at = principal.name, utcnow()
+    audit.record(session, principal, "event.review", f"event:{row.id}", before=before,
+                 after={k: getattr(row, k) for k in fields})
+    session.add(row)
+    if body.resolution in ("true_positive", "false_positive"):  # what retraining learns from
+        add_feedback(session, event=row, label=body.resolution, note=body.note, author=principal.name)
+    else:
+        session.commit()
+    session.refresh(row)
+    return EventOut.model_validate(row, from_attributes=True)
 
 
 @router.get("/{event_id}/feedback", response_model=list[FeedbackPublic], responses=_404, summary="feedback on an event")

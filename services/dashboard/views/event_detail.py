@@ -1,4 +1,4 @@
-"""Event detail: the evidence clip, the score timeline, the top descriptions, feedback."""
+"""Event detail: the evidence clip, the score timeline, the top descriptions, its review."""
 
 from __future__ import annotations
 
@@ -60,30 +60,58 @@ def descriptions(ev: dict) -> None:
         "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")})
 
 
+RESOLUTIONS = {"true_positive": "true positive", "false_positive": "false positive", "duplicate": "duplicate"}
+
+
+def review_line(ev: dict) -> str:
+    """Where the event's review stands, in words."""
+    state = ev.get("review_status") or "new"
+    text = {"new": "not reviewed yet", "acknowledged": "acknowledged",
+            "resolved": f"resolved: {RESOLUTIONS.get(ev.get('resolution'), ev.get('resolution'))}"}.get(state, state)
+    if ev.get("assignee"):
+        text += f" · assigned to {ev['assignee']}"
+    if ev.get("reviewed_by") and ev.get("reviewed_at"):
+        text += f" · last by {ev['reviewed_by']} at {pd.Timestamp(ev['reviewed_at']):%Y-%m-%d %H:%M} UTC"
+    return text
+
+
+def _review(client, ev: dict, body: dict, flash: str) -> None:  # noqa: ANN001
+    try:
+        client.review_event(ev["id"], body)
+    except ApiError as exc:
+        st.error(f"Review not saved: {describe(exc)}")
+        return
+    data.event.clear()
+    data.events_page.clear()
+    st.session_state["vigil_flash"] = flash
+    st.rerun()
+
+
 def feedback(client, ev: dict) -> None:  # noqa: ANN001
-    st.subheader("Feedback")
+    st.subheader("Review")
+    st.markdown(f"**{review_line(ev)}**" + (f"  \n> {ev['review_note']}" if ev.get("review_note") else ""))
     for fb in ev.get("feedback") or []:
         icon = ":green[:material/check_circle:]" if fb["label"] == "true_positive" else ":red[:material/cancel:]"
         label = "true positive" if fb["label"] == "true_positive" else "false positive"
         st.markdown(f"{icon} **{label}** by {fb['author']} · {pd.Timestamp(fb['created_at']):%Y-%m-%d %H:%M} UTC"
                     + (f"  \n> {fb['note']}" if fb.get("note") else ""))
     if not session.has_role("analyst"):
-        st.caption("Feedback needs the analyst role.")
+        st.caption("Reviewing needs the analyst role.")
         return
+    me = session.me().get("name")
+    if ev.get("review_status", "new") == "new" or ev.get("assignee") != me:
+        if st.button("Acknowledge and assign to me", icon=":material/assignment_ind:"):
+            _review(client, ev, {"status": "acknowledged", "assignee": me}, f"Acknowledged; assigned to {me}.")
     with st.form("feedback", clear_on_submit=True):
         note = st.text_area("Note (optional)", max_chars=2000, height=80)
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns(3)
         tp = c1.form_submit_button("True positive", icon=":material/check_circle:", width="stretch")
         fp = c2.form_submit_button("False positive", icon=":material/cancel:", width="stretch")
-    if tp or fp:
-        try:
-            client.add_feedback(ev["id"], "true_positive" if tp else "false_positive", note.strip() or None)
-        except ApiError as exc:
-            st.error(f"Feedback not saved: {describe(exc)}")
-            return
-        data.event.clear()
-        st.session_state["vigil_flash"] = "Feedback saved."
-        st.rerun()
+        dup = c3.form_submit_button("Duplicate", icon=":material/content_copy:", width="stretch")
+    if tp or fp or dup:  # resolving it; a true or false positive is also the feedback retraining learns from
+        resolution = "true_positive" if tp else "false_positive" if fp else "duplicate"
+        _review(client, ev, {"status": "resolved", "resolution": resolution, "note": note.strip() or None},
+                "Feedback saved." if not dup else "Resolved as a duplicate.")
 
 
 def render() -> None:

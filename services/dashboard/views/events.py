@@ -25,6 +25,18 @@ def _day(d: Any, end: bool = False) -> datetime | None:
 
 
 WHOLE_VIEW = "-"  # the API's zone filter for events of a camera's whole view
+REVIEW_CHOICES = ["any", "unreviewed", "assigned to me", "acknowledged", "resolved"]
+
+
+def review_filter(choice: str) -> dict[str, Any]:
+    """The API filters a review choice of the form stands for."""
+    if choice == "unreviewed":
+        return {"review": ["new"]}
+    if choice == "assigned to me":
+        return {"assignee": session.me().get("name"), "review": ["new", "acknowledged"]}
+    if choice in ("acknowledged", "resolved"):
+        return {"review": [choice]}
+    return {}
 
 
 def filter_form(camera_ids: list[str], zone_names: list[str] | None = None) -> dict[str, Any] | None:
@@ -37,8 +49,9 @@ def filter_form(camera_ids: list[str], zone_names: list[str] | None = None) -> d
         sev = c2.multiselect("Severity", SEVERITIES, placeholder="any")
         status = c3.selectbox("Status", ["any", "open", "closed"])
         min_score = c4.slider("Min peak score", 0.0, 1.0, 0.0, 0.05)
-        c5, c6, c7, c8, c9 = st.columns([3, 2, 2, 2, 2])
+        c5, c10, c6, c7, c8, c9 = st.columns([3, 2, 2, 2, 2, 2])
         q = c5.text_input("Description contains", max_chars=200)
+        review = c10.selectbox("Review", REVIEW_CHOICES)
         since = c6.date_input("From (UTC)", value=None)
         until = c7.date_input("To (UTC)", value=None)
         sort = c8.selectbox("Sort by", ["t_start", "peak_score", "t_end"],
@@ -49,7 +62,7 @@ def filter_form(camera_ids: list[str], zone_names: list[str] | None = None) -> d
     if not applied:
         return None
     return {
-        "camera": cams, "zone": zones, "severity": sev, "status": None if status == "any" else status,
+        "camera": cams, "zone": zones, "severity": sev, **review_filter(review), "status": None if status == "any" else status,
         "min_score": min_score or None, "q": q.strip() or None, "since": _day(since),
         "until": _day(until, end=True), "sort": sort, "order": order,
     }
@@ -68,6 +81,9 @@ def _table(items: list[dict], thumbs: dict[str, str | None]) -> pd.DataFrame:
             "peak": e["peak_score"],
             "severity": e.get("severity"),
             "status": e.get("status"),
+            "review": e.get("review_status") if e.get("review_status") != "resolved" else
+            f"resolved: {(e.get('resolution') or '').replace('_', ' ')}",
+            "assignee": e.get("assignee") or "",
             "semantic": e.get("peak_s_sem"),
             "predictive": e.get("peak_s_pred"),
             "top description": f"{best.get('text', '')} ({best.get('prob', 0):.2f})" if best else "",

@@ -83,3 +83,20 @@ def test_unknown_and_missing_event(admin, cameras):
     assert "no such event" in at.error[0].value
     at = page_test("event_detail", admin).run()
     assert "No event selected" in at.info[0].value
+
+
+def test_review_acknowledge_assign_then_resolve_as_duplicate(user_client, cameras, seed, http, admin):
+    _seed_event(seed)
+    analyst = user_client("analyst")
+    at = page_test("event_detail", analyst, query={"event": EID}).run()
+    assert any("not reviewed yet" in m.value for m in at.markdown)
+    next(b for b in at.button if b.label == "Acknowledge and assign to me").click().run()
+    assert not at.exception, at.exception
+    assert at.success[0].value == "Acknowledged; assigned to analyst-user."
+    assert any("acknowledged · assigned to analyst-user" in m.value for m in at.markdown)
+    assert not [b for b in at.button if b.label == "Acknowledge and assign to me"]  # it is theirs now
+    next(b for b in at.button if b.label == "Duplicate").click().run()
+    ev = http.get(f"/events/{EID}", headers={"X-API-Key": admin._key}).json()
+    assert (ev["review_status"], ev["resolution"], ev["assignee"]) == ("resolved", "duplicate", "analyst-user")
+    assert analyst.feedback(EID) == []  # a duplicate is not training feedback
+    assert any("resolved: duplicate" in m.value for m in at.markdown)

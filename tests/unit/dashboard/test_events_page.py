@@ -96,3 +96,24 @@ def test_csv_export_follows_the_filters(admin, cameras, seed):
     at.button[0].click()
     at.run()
     assert not at.get("download_button") and any(b.label == "Export CSV" for b in at.button)
+
+
+def test_review_filters_unreviewed_and_assigned_to_me(user_client, cameras, seed, http):
+    from tests.unit.dashboard.dash_helpers import make_event
+
+    seed(*[make_event(i) for i in range(3)])
+    analyst = user_client("analyst")
+    ids = [e["id"] for e in analyst.events({})["items"]]
+    analyst.review_event(ids[0], {"status": "acknowledged", "assignee": "analyst-user"})
+    analyst.review_event(ids[1], {"status": "resolved", "resolution": "true_positive"})
+
+    def shown(choice: str) -> list[str]:
+        at = page_test("events", analyst).run()
+        next(s for s in at.selectbox if s.label == "Review").set_value(choice)
+        next(b for b in at.button if b.label == "Apply filters").click().run()
+        assert not at.exception, at.exception
+        return list(at.dataframe[0].value["id"]) if at.dataframe else []
+
+    assert shown("assigned to me") == [ids[0]]
+    assert shown("unreviewed") == [ids[2]]
+    assert shown("resolved") == [ids[1]]
