@@ -109,9 +109,6 @@ class ApiClient:
     def review_event(self, event_id: str, body: Mapping[str, Any]) -> dict:
         return self._request("PATCH", f"/events/{_quote(event_id)}/review", json=dict(body)).json()
 
-    def add_feedback(self, event_id: str, label: str, note: str | None) -> dict:
-        return self._request("POST", f"/events/{_quote(event_id)}/feedback",
-                             json={"label": label, "note": note or None}).json()
 
     # ------------------------------------------------------------------ cameras
     def cameras(self) -> list[dict]:

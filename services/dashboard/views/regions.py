@@ -18,14 +18,9 @@ def _saved(msg: str) -> None:
     st.rerun()
 
 
-def _canvas(client, cam: dict, kind: str, may_edit: bool) -> list[list[float]] | None:  # noqa: ANN001
+def _canvas(jpeg: bytes | None, cam: dict, kind: str, may_edit: bool) -> list[list[float]] | None:
     """The camera's recent frame with its masks and zones; returns the polygon just drawn (for ``kind``)."""
     cid = cam["id"]
-    try:
-        jpeg = client.camera_snapshot(cid)
-    except ApiError as exc:
-        jpeg = None
-        st.info(f"No recent frame: {describe(exc)}")
     drawn = st.session_state.get(f"drawn-{kind}-{cid}")
     fig = charts.mask_canvas(jpeg, list(cam.get("masks") or []), zones=list(cam.get("zones") or []), drawn=drawn)
     event = st.plotly_chart(fig, key=f"{kind}-canvas-{cid}", on_select="rerun" if may_edit else "ignore",
@@ -45,9 +40,24 @@ def _discard(kind: str, cid: str) -> None:
     st.session_state.pop(f"drawn-{kind}-{cid}", None)
 
 
-def masks_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
+def _listed(cam: dict, kind: str, items: list[dict], text, put, may_edit: bool) -> None:  # noqa: ANN001
+    """The camera's masks or zones, each with a Remove button (``put`` saves the list without it)."""
+    cid = cam["id"]
+    for i, item in enumerate(items):
+        c1, c2 = st.columns([4, 1])
+        c1.markdown(text(item))
+        if may_edit and c2.button("Remove", key=f"{kind}-rm-{cid}-{i}", icon=":material/delete:"):
+            try:
+                put(cid, items[:i] + items[i + 1:])
+            except ApiError as exc:
+                st.error(f"Not removed: {describe(exc)}")
+            else:
+                _saved(f"{kind[:-1].capitalize()} {item.get('name', kind[:-1])} removed from {cid}.")
+
+
+def masks_editor(client, cam: dict, jpeg: bytes | None, may_edit: bool) -> None:  # noqa: ANN001
     cid, masks = cam["id"], list(cam.get("masks") or [])
-    drawn = _canvas(client, cam, "masks", may_edit)
+    drawn = _canvas(jpeg, cam, "masks", may_edit)
     if drawn:
         c1, c2, c3 = st.columns([2, 1, 1])
         name = c1.text_input("Mask name", value=f"mask {len(masks) + 1}", max_chars=100, key=f"mask-name-{cid}")
@@ -62,16 +72,8 @@ def masks_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
         if c3.button("Discard", key=f"mask-discard-{cid}"):
             _discard("masks", cid)
             st.rerun()
-    for i, m in enumerate(masks):
-        c1, c2 = st.columns([4, 1])
-        c1.markdown(f"**{m.get('name', 'mask')}** · {len(m['polygon'])} corners")
-        if may_edit and c2.button("Remove", key=f"mask-rm-{cid}-{i}", icon=":material/delete:"):
-            try:
-                client.put_masks(cid, masks[:i] + masks[i + 1:])
-            except ApiError as exc:
-                st.error(f"Not removed: {describe(exc)}")
-            else:
-                _saved(f"Mask {m.get('name', 'mask')} removed from {cid}.")
+    _listed(cam, "masks", masks, lambda m: f"**{m.get('name', 'mask')}** · {len(m['polygon'])} corners",
+            client.put_masks, may_edit)
 
 
 def zone_text(z: dict) -> str:
@@ -82,9 +84,9 @@ def zone_text(z: dict) -> str:
     return f"**{z['name']}** · " + " · ".join(parts)
 
 
-def zones_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
+def zones_editor(client, cam: dict, jpeg: bytes | None, may_edit: bool) -> None:  # noqa: ANN001
     cid, zones = cam["id"], list(cam.get("zones") or [])
-    drawn = _canvas(client, cam, "zones", may_edit)
+    drawn = _canvas(jpeg, cam, "zones", may_edit)
     if drawn:
         try:
             sets = sorted(s["name"] for s in data.prompt_sets(client.identity, client, cam["context"]))
@@ -113,16 +115,7 @@ def zones_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
         if st.button("Discard the drawn zone", key=f"zone-discard-{cid}"):
             _discard("zones", cid)
             st.rerun()
-    for i, z in enumerate(zones):
-        c1, c2 = st.columns([4, 1])
-        c1.markdown(zone_text(z))
-        if may_edit and c2.button("Remove", key=f"zone-rm-{cid}-{i}", icon=":material/delete:"):
-            try:
-                client.put_zones(cid, zones[:i] + zones[i + 1:])
-            except ApiError as exc:
-                st.error(f"Not removed: {describe(exc)}")
-            else:
-                _saved(f"Zone {z['name']} removed from {cid}.")
+    _listed(cam, "zones", zones, zone_text, client.put_zones, may_edit)
 
 
 def thresholds_editor(client, cam: dict, may_edit: bool) -> None:  # noqa: ANN001
@@ -170,10 +163,15 @@ def render() -> None:
                        format_func=lambda i: next((f"{c.get('name') or i} ({i})" for c in cams if c["id"] == i), i))
     cam = next(c for c in cams if c["id"] == cid)
     may_edit = session.has_role("analyst")
+    try:  # once per run: both tabs draw on it
+        jpeg = client.camera_snapshot(cid)
+    except ApiError as exc:
+        jpeg = None
+        st.info(f"No recent frame: {describe(exc)}")
     masks, zones, thresholds = st.tabs(["Masks", "Zones", "Thresholds"])
     with masks:
-        masks_editor(client, cam, may_edit)
+        masks_editor(client, cam, jpeg, may_edit)
     with zones:
-        zones_editor(client, cam, may_edit)
+        zones_editor(client, cam, jpeg, may_edit)
     with thresholds:
         thresholds_editor(client, cam, may_edit)

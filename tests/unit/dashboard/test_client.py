@@ -24,7 +24,7 @@ def test_role_limits_come_from_the_api(user_client, cameras, seed):
     seed(make_event(1))
     viewer = user_client("viewer")
     with pytest.raises(ApiError) as exc:
-        viewer.add_feedback("cam-a:000000001", "true_positive", "x")
+        viewer.review_event("cam-a:000000001", {"status": "resolved", "resolution": "true_positive"})
     assert exc.value.status == 403 and "analyst" in exc.value.detail
 
 

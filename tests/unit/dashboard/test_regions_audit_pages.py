@@ -110,3 +110,14 @@ def test_events_page_filters_by_zone(admin, cameras, seed, http):
     next(b for b in at.button if b.label == "Apply filters").click().run()
     df = at.dataframe[0].value
     assert list(df["zone"]) == ["walkway"] and list(df["id"]) == [events[1].id]
+
+
+def test_removing_a_zone_saves_the_list_without_it(admin, cameras, http):
+    hdr = {"X-API-Key": admin._key}
+    zones = [{"name": "walkway", "polygon": SQUARE}, {"name": "bench", "polygon": SQUARE}]
+    http.put("/cameras/cam-a/zones", json={"zones": zones}, headers=hdr)
+    at = page_test("regions", admin).run()
+    next(b for b in at.button if b.key == "zones-rm-cam-a-0").click().run()
+    assert not at.exception, at.exception
+    assert [z["name"] for z in http.get("/cameras/cam-a", headers=hdr).json()["zones"]] == ["bench"]
+    assert any(s.value == "Zone walkway removed from cam-a." for s in at.success)
