@@ -262,6 +262,37 @@ def relay(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
     typer.echo(f"published {outbox.published} event message(s); {outbox.backlog()} left in the outbox")
 
 
+def _notifier(s: Settings, engine, *, consume: bool = True):  # noqa: ANN001, ANN202
+    from services.notify.channels import make_sender
+    from services.notify.notifier import Notifier
+    from vigil.bus import make_consumer
+    from vigil.objectstore import ObjectStore
+
+    consumer = make_consumer(s.kafka, s.kafka.events_topic, group=s.notify.consumer_group) if consume else None
+    store = ObjectStore(s.s3, retry_for_s=2.0) if s.s3.endpoint else None
+    return Notifier(s.notify, engine, {c.name: make_sender(c) for c in s.notify.channels}, consumer=consumer,
+                    store=store)
+
+
+@app.command()
+def notify(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
+    """Deliver event messages by notify.rules to webhooks (HMAC-signed) and MQTT, each until it lands."""
+    from vigil.bus import ensure_topics
+    from vigil.db import make_engine, migrate
+
+    s = _resolved(_settings(config, state_dir))
+    if not s.notify.channels or not s.notify.rules:
+        raise _fail("notify: no channels or no rules configured (notify.channels, notify.rules in the config); "
+                    "nothing would be delivered", 2)
+    migrate(s.database_url)
+    ensure_topics(s.kafka)
+    n = _notifier(s, make_engine(s.database_url)).start()
+    typer.echo(f"notify: {len(s.notify.rules)} rule(s) to {', '.join(c.name for c in s.notify.channels)}")
+    with _StopOnSignal() as stop:
+        stop.wait()
+    n.close()
+
+
 @app.command()
 def api(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
     """Serve the REST API (FastAPI) on api.host:api.port."""

@@ -62,6 +62,90 @@ class RetrySettings(_Strict):
     backoff_max_s: float = Field(30.0, gt=0, le=600)
 
 
+class WebhookChannel(_Strict):
+    """POSTs each notification as JSON, signed with HMAC-SHA256 (see :mod:`services.notify.channels`)."""
+
+    kind: Literal["webhook"] = "webhook"
+    name: str = Field(min_length=1, max_length=100)
+    url: str = Field(pattern=r"^https?://", description="where to POST")
+    secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of the X-Vigil-Signature header; "
+                                     "empty = unsigned")
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    headers: dict[str, str] = Field(default_factory=dict, description="extra headers (an Authorization token)")
+
+
+class MqttChannel(_Strict):
+    """Publishes each notification to ``<prefix>/events`` and ``<prefix>/<camera>/event`` (QoS 1)."""
+
+    kind: Literal["mqtt"] = "mqtt"
+    name: str = Field(min_length=1, max_length=100)
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    topic_prefix: str = Field("vigil", pattern=r"^[^#+]+$", description="MQTT topics start with it")
+    qos: Literal[0, 1, 2] = 1
+    tls: bool = False
+    timeout_s: float = Field(5.0, gt=0, le=60)
+
+
+Channel = Annotated[WebhookChannel | MqttChannel, Field(discriminator="kind")]
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class NotifyRule(_Strict):
+    """Which event messages go to which channels. An empty list matches everything."""
+
+    name: str = Field(min_length=1, max_length=100)
+    channels: list[str] = Field(min_length=1, description="names of notify.channels")
+    cameras: list[str] = Field(default_factory=list)
+    zones: list[str] = Field(default_factory=list, description="zone names; '-' = the whole view")
+    kinds: list[Literal["new", "update", "end"]] = Field(default_factory=lambda: ["new", "update", "end"])
+    min_severity: Literal["low", "medium", "high", "critical"] | None = None
+    min_score: float | None = Field(None, ge=0, le=1, description="the event's peak score")
+    quiet_hours: str | None = Field(None, pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
+                                    description="HH:MM-HH:MM in `timezone` when this rule stays silent "
+                                    "(may wrap midnight: 22:00-06:00)")
+    timezone: str = Field("UTC", description="IANA name, e.g. Europe/Berlin")
+
+    @model_validator(mode="after")
+    def _timezone_exists(self) -> NotifyRule:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"rule {self.name!r}: unknown timezone {self.timezone!r} (an IANA name such as "
+                             "'Europe/Berlin')") from None
+        return self
+
+
+class NotifySettings(_Strict):
+    """``vigil notify``: delivers event messages by rules to webhooks and MQTT."""
+
+    channels: list[Channel] = Field(default_factory=list)
+    rules: list[NotifyRule] = Field(default_factory=list)
+    consumer_group: str = "vigil-notify"
+    attempts: int = Field(12, ge=1, le=1000, description="deliveries tried per notification before it "
+                          "is dead-lettered")
+    backoff_initial_s: float = Field(1.0, gt=0, le=600, description="wait after the first failed delivery; doubles")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600)
+    evidence_link_ttl_s: int = Field(900, ge=60, le=7 * 86400, description="life of the evidence clip link")
+
+    @model_validator(mode="after")
+    def _rules_name_channels(self) -> NotifySettings:
+        names = [c.name for c in self.channels]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"notify.channels: names must be unique, repeated: {sorted(dup)}")
+        for r in self.rules:
+            unknown = [c for c in r.channels if c not in names]
+            if unknown:
+                raise ValueError(f"notify rule {r.name!r} names unknown channel(s) {unknown}; "
+                                 f"configured: {names or 'none'}")
+        return self
+
+
 class S3Settings(_Strict):
     endpoint: str | None = Field(None, description="host:port of MinIO/S3; empty = embedded SeaweedFS")
     port: int = Field(0, ge=0, le=65535, description="embedded S3 port; 0 = pick a free one")
@@ -333,6 +417,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     normality: NormalitySettings = Field(default_factory=NormalitySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     camera_defaults: CameraParams = Field(default_factory=CameraParams)
     cameras: list[CameraConfig] = Field(default_factory=list)
 

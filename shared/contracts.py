@@ -93,6 +93,7 @@ class EventMessage(_Contract):
     top_descriptions: list[DescriptionScore] = Field(default_factory=list)
     segment_ids: list[str] = Field(default_factory=list)
     model_version: str
+    severity: str | None = None  # low / medium / high / critical, as the event row's
 
 
 class DeadLetter(_Contract):

@@ -35,6 +35,13 @@ CONSUMER_LAG = Gauge("vigil_scoring_consumer_lag", "Messages behind the head of 
 EVENTS_EMITTED = Counter("vigil_events_total", "Event lifecycle messages", ["kind"])
 OUTBOX_PUBLISHED = Counter("vigil_outbox_published_total", "Event messages the broker acknowledged from the outbox")
 
+# notify
+NOTIFY_DELIVERIES = Counter("vigil_notify_deliveries_total", "Notification attempts by outcome",
+                            ["channel", "outcome"])
+NOTIFY_DUPLICATES = Counter("vigil_notify_duplicates_total", "Event messages already routed (re-published)")
+NOTIFY_LATENCY = Histogram("vigil_notify_latency_seconds", "Event's last segment end to delivery", ["channel"],
+                           buckets=(0.5, 1, 2, 4, 8, 16, 32, 64, 128, 300))
+
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
     """Expose /metrics; port 0 picks a free one. Returns the port."""

@@ -539,3 +539,88 @@ class EventOutbox(SQLModel, table=True):
     sent_at: datetime | None = _ts_opt()
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+# ---------------------------------------------------------------- notifications and dead letters
+
+
+class Delivery(SQLModel, table=True):
+    """One event message's notification on one channel (0014), written by ``vigil notify``.
+
+    The row is written once per (event id, version, channel) before the consumer's offset
+    moves, so a re-delivered message finds it (the dedupe) and a crash loses none; the
+    dispatcher then sends pending rows oldest first, one version of an event after another.
+    ``status``: pending → delivered, or dead_letter once ``notify.attempts`` are spent;
+    suppressed when the rule's quiet hours held it back.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ux_deliveries_event_version_channel", "event_id", "version", "channel", unique=True),
+                      Index("ix_deliveries_status_due", "status", "next_attempt_at"))
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=200, index=True)
+    version: int
+    kind: str = Field(max_length=8)
+    camera_id: str = Field(max_length=100)
+    channel: str = Field(max_length=100)
+    rule: str = Field(max_length=100)
+    status: str = Field("pending", max_length=16)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    message: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False), description="the EventMessage")
+    created_at: datetime = _created()
+    next_attempt_at: datetime | None = _ts_opt()
+    delivered_at: datetime | None = _ts_opt()
+    latency_s: float | None = Field(None, description="from the event's last segment end to delivery")
+
+
+class DeliveryPublic(SQLModel):
+    id: int
+    event_id: str
+    version: int
+    kind: str
+    camera_id: str
+    channel: str
+    rule: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    latency_s: float | None
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """A segment message the scoring path gave up on (0014): the dead-letter topic's record,
+    kept in SQL so the API can list it and ask for its replay; the outbox relay (which holds
+    a producer, the API does not) re-publishes the payload to its topic and sets ``replayed_at``."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ux_dead_letters_where", "source_topic", "partition", "offset", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    source_topic: str = Field(max_length=200)
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = Field(default=None, max_length=200)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    attempts: int | None = None
+    payload_b64: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = _created()
+    replay_requested_at: datetime | None = _ts_opt()
+    replay_requested_by: str | None = Field(default=None, max_length=200)
+    replayed_at: datetime | None = _ts_opt()
+
+
+class DeadLetterPublic(SQLModel):
+    id: int
+    source_topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None
+    reason: str
+    attempts: int | None
+    payload_b64: str
+    at: datetime
+    replay_requested_at: datetime | None
+    replay_requested_by: str | None
+    replayed_at: datetime | None

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from services.api.metrics import ApiMetrics, MetricsMiddleware
-from services.api.routes import audit, cameras, contexts, events, health, models, prompts, users
+from services.api.routes import audit, cameras, contexts, dead_letters, events, health, models, prompts, users
 from vigil.camera_seed import seed_cameras
 from vigil.config import Settings
 from vigil.db import make_engine, migrate
@@ -67,7 +67,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
 
-    for module in (health, events, cameras, contexts, prompts, models, users, audit):
+    for module in (health, events, cameras, contexts, prompts, models, users, audit, dead_letters):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 

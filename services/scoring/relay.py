@@ -6,10 +6,15 @@ a row sent only after the broker acknowledged it. A broker outage or a killed re
 nothing: unsent rows are published when it is back. A message may be published twice (the
 broker took it, the relay died before marking it), so consumers dedupe on (event id,
 version); see :class:`Deduper`.
+
+It also carries out the dead-letter replays asked for through the API (the API holds no
+producer): a requested row's original payload goes back to its topic, keyed as before, and
+``replayed_at`` is set after the acknowledgement.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -22,7 +27,7 @@ from sqlmodel import Session, select
 from vigil import metrics
 from vigil.clock import utcnow
 from vigil.contracts import EventMessage
-from vigil.models import EventOutbox
+from vigil.models import DeadLetterRow, EventOutbox
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,21 @@ class OutboxRelay:
         self._mark(sent, None, None)
         return len(sent)
 
+    def replay_requested(self) -> int:
+        """Re-publish the dead letters whose replay was asked for; returns how many."""
+        with Session(self.engine) as db:
+            rows = list(db.exec(select(DeadLetterRow).where(DeadLetterRow.replay_requested_at.is_not(None),
+                                                            DeadLetterRow.replayed_at.is_(None))
+                                .order_by(DeadLetterRow.id).limit(self.batch)))
+            todo = [(r.id, r.source_topic, r.key, base64.b64decode(r.payload_b64)) for r in rows]
+        for rid, topic, key, payload in todo:
+            self.producer.send(topic, key=key.encode() if key else None, value=payload).get(timeout=self.ack_timeout_s)
+            with Session(self.engine) as db:
+                db.exec(update(DeadLetterRow).where(DeadLetterRow.id == rid).values(replayed_at=utcnow()))
+                db.commit()
+            log.info("dead letter %d replayed to %s", rid, topic)
+        return len(todo)
+
     def _mark(self, sent: list[int], failed: int | None, exc: BaseException | None) -> None:
         now = utcnow()
         with Session(self.engine) as db:
@@ -82,6 +102,7 @@ class OutboxRelay:
         while not self.stop.is_set():
             try:
                 n = self.publish_pending()
+                self.replay_requested()
             except Exception as exc:  # noqa: BLE001  broker or SQL away: back off, keep the rows
                 if not self._failing:
                     log.warning("event outbox not published (%s); retrying with backoff up to %.0f s",

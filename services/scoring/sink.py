@@ -13,13 +13,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from vigil.clock import utcnow
 from vigil.config import CameraParams
-from vigil.contracts import EventMessage, SegmentRef
+from vigil.contracts import DeadLetter, EventMessage, SegmentRef
 from vigil.events import EventTracker, Transition, severity
-from vigil.models import CameraState, Event, EventOutbox, SegmentScore
+from vigil.models import CameraState, DeadLetterRow, Event, EventOutbox, SegmentScore
 
 
 def zone_key(key: str, zone: str) -> str:
@@ -35,6 +36,17 @@ class Sink:
     def is_scored(self, segment_id: str) -> bool:
         with Session(self.engine) as s:
             return s.get(SegmentScore, segment_id) is not None
+
+    def record_dead_letter(self, dl: DeadLetter) -> None:
+        """Keep a dead letter in SQL for the API's list and replay; the same record given up
+        twice (the topic took it, then the worker died) is kept once."""
+        with Session(self.engine) as s:
+            s.add(DeadLetterRow(source_topic=dl.source_topic, partition=dl.partition, offset=dl.offset, key=dl.key,
+                                reason=dl.reason, attempts=dl.attempts, payload_b64=dl.payload_b64, at=dl.at))
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
 
     def load_camera_state(self, camera_id: str) -> CameraState | None:
         with Session(self.engine) as s:
@@ -101,7 +113,7 @@ class Sink:
                     event_id=ev.id, kind=tr.kind, camera_id=ref.camera_id, zone=zone, version=row.version,
                     t_start=datetime.fromisoformat(ev.t_start), t_end=datetime.fromisoformat(ev.t_end),
                     peak_score=ev.peak_score, top_descriptions=ev.top_descriptions, segment_ids=ev.segment_ids,
-                    model_version=result["model_version"],
+                    model_version=result["model_version"], severity=row.severity,
                 )
                 s.add(EventOutbox(event_id=ev.id, version=row.version, kind=tr.kind, payload=msg.model_dump(mode="json"),
                                   created_at=now))

@@ -232,6 +232,7 @@ class ScoringWorker:
             key=rec.key.decode(errors="replace") if rec.key else None, attempts=attempts,
         )
         self.producer.send(self.settings.kafka.dlq_topic, key=rec.key, value=dl.encode()).get(timeout=30)
+        self.sink.record_dead_letter(dl)  # listed by the API, which can replay it
         metrics.DEAD_LETTERS.labels(reason.split(":", 1)[0][:40]).inc()
         log.warning("dead-lettered %s[%s]@%s: %s", rec.topic, rec.partition, rec.offset, reason)
 

@@ -20,7 +20,7 @@ from services.api.crud.feedback import add_feedback, list_feedback
 from services.api.deps import AnalystDep, EngineDep, SessionDep, StoreDep, ViewerDep
 from services.api.render import render_page
 from services.api.schemas import EventDetail, EventOut, EventPage, FeedbackIn, Problem, ReviewIn
-from vigil.models import Event, FeedbackPublic, User, utcnow
+from vigil.models import Delivery, DeliveryPublic, Event, FeedbackPublic, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +159,14 @@ def get_feedback(event_id: EventId, session: SessionDep, principal: ViewerDep) -
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")
     return [FeedbackPublic.model_validate(f, from_attributes=True) for f in list_feedback(session, event_id=row.id)]
+
+
+@router.get("/{event_id}/deliveries", response_model=list[DeliveryPublic], responses=_404,
+            summary="the event's notifications: per version and channel, their status")
+def get_deliveries(event_id: EventId, session: SessionDep, principal: ViewerDep) -> list[DeliveryPublic]:
+    row = crud.get_event(session, event_id=event_id, allowed_cameras=principal.cameras)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such event")
+    rows = session.exec(select(Delivery).where(Delivery.event_id == row.id)
+                        .order_by(Delivery.version, Delivery.channel)).all()
+    return [DeliveryPublic.model_validate(d, from_attributes=True) for d in rows]

@@ -13,7 +13,7 @@ from services.scoring.relay import OutboxRelay
 from services.scoring.sink import Sink
 from services.scoring.worker import ScoringWorker, params_with_threshold
 from vigil.contracts import DeadLetter, EventMessage, SegmentRef, decode
-from vigil.models import Event, SegmentScore
+from vigil.models import DeadLetterRow, Event, SegmentScore
 
 
 def _worker(settings, engine, consumer, store, scorer, producer=None, **kw):
@@ -91,6 +91,9 @@ def test_poison_goes_to_dead_letter_with_payload_and_offsets_move(settings, engi
     assert "not JSON" in reasons and "missing" in reasons and "not a Vigil segment" in reasons
     assert b"not json" in {d.payload for d in dls}
     assert {r.segment_id for r in _rows(engine)} == {"a.000000", "a.000003"}
+    with Session(engine) as s:  # the same three in SQL, for the API's list and replay
+        kept = s.exec(select(DeadLetterRow).order_by(DeadLetterRow.offset)).all()
+    assert [(k.offset, k.reason) for k in kept] == [(d.offset, d.reason) for d in sorted(dls, key=lambda d: d.offset)]
 
 
 def test_backpressure_bounds_inflight_and_pauses(settings, engine):
