@@ -118,6 +118,11 @@ FULL_VALUES: dict = {
     "training": {"runNow": True},
     "components": {
         "dashboard": {"autoscaling": {"enabled": True}, "pdb": {"enabled": True, "maxUnavailable": 1}},
+        "notify": {"enabled": True, "config": {"notify": {
+            "channels": [{"kind": "webhook", "name": "soc", "url": "https://soc.example/hooks/vigil"},
+                         {"kind": "mqtt", "name": "vms", "host": "mqtt.example", "topic_prefix": "site1/vigil"}],
+            "rules": [{"name": "high", "channels": ["soc", "vms"], "min_severity": "high",
+                       "quiet_hours": "23:00-05:00", "timezone": "Europe/Berlin"}]}}},
         "ingest": {
             "groups": {
                 "lobby": {"replicas": 1, "configSecret": {"name": "vigil-cameras-lobby", "key": "cameras.yaml"}},

@@ -83,6 +83,7 @@ def test_chart_renders_expected_workloads(label):
     deployments = {d["metadata"]["name"] for d in r.of_kind("Deployment")}
     assert {"vigil-api", "vigil-dashboard", "vigil-scoring"} <= deployments
     assert any(n.startswith("vigil-ingest-") for n in deployments), "no ingest Deployment per camera group"
+    assert ("vigil-notify" in deployments) == (label == "full"), "notify renders only once switched on"
     if label == "full":
         assert {"Kafka", "KafkaNodePool", "KafkaTopic", "RayJob"} <= kinds
         assert {"vigil-ingest-demo", "vigil-ingest-lobby", "vigil-ingest-parking"} <= deployments
