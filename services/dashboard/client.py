@@ -109,6 +109,23 @@ class ApiClient:
     def review_event(self, event_id: str, body: Mapping[str, Any]) -> dict:
         return self._request("PATCH", f"/events/{_quote(event_id)}/review", json=dict(body)).json()
 
+    def deliveries(self, event_id: str) -> list[dict]:
+        """The event's notifications: one per version and channel, with status and latency."""
+        return self._get(f"/events/{_quote(event_id)}/deliveries")
+
+    # ------------------------------------------------------------------ dead letters (admins)
+    def dead_letters(self, state: str = "all", limit: int = 200) -> list[dict]:
+        return self._get("/dead-letters", state=state, limit=limit)
+
+    def replay_dead_letter(self, dl_id: int) -> dict:
+        return self._request("POST", f"/dead-letters/{dl_id}/replay").json()
+
+    def failed_deliveries(self, limit: int = 200) -> list[dict]:
+        return self._get("/deliveries", status="dead_letter", limit=limit)
+
+    def retry_delivery(self, delivery_id: int) -> dict:
+        return self._request("POST", f"/deliveries/{delivery_id}/retry").json()
+
 
     # ------------------------------------------------------------------ cameras
     def cameras(self) -> list[dict]:

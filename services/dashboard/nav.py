@@ -6,7 +6,8 @@ import streamlit as st
 
 
 def pages() -> dict[str, st.Page]:
-    from services.dashboard.views import audit, cameras, event_detail, events, live, models, prompts, regions
+    from services.dashboard.views import (audit, cameras, dead_letters, event_detail, events, live, models,
+                                         prompts, regions)
 
     return {
         "live": st.Page(live.render, title="Live", icon=":material/videocam:", url_path="live", default=True),
@@ -19,6 +20,8 @@ def pages() -> dict[str, st.Page]:
         "regions": st.Page(regions.render, title="Masks & thresholds", icon=":material/format_shapes:",
                            url_path="regions"),
         "audit": st.Page(audit.render, title="Audit log", icon=":material/history:", url_path="audit"),
+        "dead_letters": st.Page(dead_letters.render, title="Dead letters", icon=":material/report:",
+                                url_path="dead-letters"),
     }
 
 

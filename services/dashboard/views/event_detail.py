@@ -114,6 +114,25 @@ def feedback(client, ev: dict) -> None:  # noqa: ANN001
                 "Feedback saved." if not dup else "Resolved as a duplicate.")
 
 
+def notifications(client, ev: dict) -> None:  # noqa: ANN001
+    """Where the event's messages went (vigil notify): per version and channel, whether it landed."""
+    st.subheader("Notifications")
+    try:
+        rows = client.deliveries(ev["id"])
+    except ApiError as exc:
+        st.caption(f"Notifications unavailable: {describe(exc)}")
+        return
+    if not rows:
+        st.caption("No notification rule matched this event (or vigil notify is not running).")
+        return
+    st.dataframe(pd.DataFrame([{
+        "version": r["version"], "kind": r["kind"], "channel": r["channel"], "status": r["status"],
+        "attempts": r["attempts"],
+        "latency s": round(r["latency_s"], 1) if r.get("latency_s") is not None else None,
+        "last error": r.get("last_error") or "",
+    } for r in rows]), hide_index=True, use_container_width=True)
+
+
 def render() -> None:
     client = session.require_client()
     st.title("Event detail")
@@ -156,3 +175,4 @@ def render() -> None:
         st.subheader("Top matching descriptions")
         descriptions(ev)
         feedback(client, ev)
+        notifications(client, ev)

@@ -100,3 +100,20 @@ def test_review_acknowledge_assign_then_resolve_as_duplicate(user_client, camera
     assert (ev["review_status"], ev["resolution"], ev["assignee"]) == ("resolved", "duplicate", "analyst-user")
     assert analyst.feedback(EID) == []  # a duplicate is not training feedback
     assert any("resolved: duplicate" in m.value for m in at.markdown)
+
+
+def test_notifications_of_the_event_show_per_version_and_channel(admin, cameras, seed):
+    from vigil.models import Delivery
+
+    _seed_event(seed)
+    at = page_test("event_detail", admin, query={"event": EID}).run()
+    assert any("No notification rule matched" in c.value for c in at.caption)
+    seed(Delivery(event_id=EID, version=1, kind="new", camera_id="cam-a", channel="soc", rule="all",
+                  status="delivered", attempts=2, message={}, latency_s=1.25, last_error="HTTP 503: busy"),
+         Delivery(event_id=EID, version=1, kind="new", camera_id="cam-a", channel="vms", rule="all",
+                  status="dead_letter", attempts=12, message={}, last_error="not connected"))
+    at = page_test("event_detail", admin, query={"event": EID}).run()
+    assert not at.exception, at.exception
+    df = at.dataframe[-1].value
+    assert list(zip(df["channel"], df["status"], df["attempts"])) == [("soc", "delivered", 2), ("vms", "dead_letter", 12)]
+    assert df["latency s"][0] == 1.2 and df["last error"][0] == "HTTP 503: busy"
