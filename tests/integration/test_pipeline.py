@@ -228,3 +228,49 @@ def test_every_listener_is_loopback(stack, pipeline):
     assert socks, "expected the stack's listeners"
     bad = [x for x in socks if x[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")]
     assert not bad, f"listeners not on loopback: {bad}"
+
+
+def test_a_deterministic_failure_is_dead_lettered_after_its_budget_and_the_partition_moves_on(pipeline):
+    """A camera that names a prompt set the Serve app does not know: Score refuses each try the
+    same way, so after ``retry.deterministic_attempts`` the record goes to the dead-letter topic
+    (and SQL) with its reason and attempts, and the camera's later segments in the same
+    partition are scored."""
+    from datetime import UTC, datetime
+
+    from services.scoring.control_plane import ConfiguredControl
+    from vigil.contracts import SegmentRef
+
+    s, engine, worker, _ = pipeline
+    budget = s.retry.deterministic_attempts
+    with Session(engine) as db:
+        stored = db.exec(select(SegmentScore).where(SegmentScore.camera_id == "cam1")).first()
+    # the camera's prompt set as the control plane hands it to the worker: one that does not exist
+    bad = CameraConfig(id="cam-typo", source=s.cameras[1].source,
+                       params={"fps": 10.0, "frames_per_segment": T, "prompt_set": "no-such-prompt-set"})
+    worker.control = ConfiguredControl(s.model_copy(update={"cameras": [*s.cameras, bad]}))
+    p = make_producer(s.kafka)
+    mk = lambda sid, cam: SegmentRef(segment_id=sid, camera_id=cam, seq=0, t_start=datetime.now(UTC),  # noqa: E731
+                                     t_end=datetime.now(UTC), fps=10.0, n_frames=T, width=160, height=120,
+                                     object_key=stored.object_key)
+    p.send(s.kafka.segments_topic, key=b"cam-typo", value=mk("typo-1", "cam-typo").encode()).get(10)
+    _wait(lambda: _dead(engine, "typo-1") is not None, 90, "the record dead-lettered after its budget")
+    row = _dead(engine, "typo-1")
+    assert row.attempts == budget and f"given up after {budget} attempts" in row.reason
+    assert "no-such-prompt-set" in row.reason and row.reason.startswith("deterministic failure")
+    # the same partition (same key) moves on: the camera's next segment, with a good prompt set now
+    worker.control = ConfiguredControl(s)
+    p.send(s.kafka.segments_topic, key=b"cam-typo", value=mk("typo-2", "cam-typo").encode()).get(10)
+    _wait(lambda: "typo-2" in _ids(engine), 60, "the record after the poison scored")
+    assert "typo-1" not in _ids(engine)
+
+
+def _dead(engine, segment_id: str):
+    import base64
+
+    from vigil.models import DeadLetterRow
+
+    with Session(engine) as db:
+        for r in db.exec(select(DeadLetterRow)):
+            if segment_id.encode() in base64.b64decode(r.payload_b64):
+                return r
+    return None
