@@ -351,6 +351,9 @@ class CameraParams(_Strict):
     post_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip ends this long after the event")
     min_event_segments: int = Field(1, ge=1, description="segments above threshold before an event opens")
     end_after_segments: int = Field(1, ge=1, description="segments under release before an event ends")
+    event_gap_s: float = Field(60.0, ge=0, description="an open event ends where the camera's stream broke: its "
+                               "next segment starts more than this after the last one ended (0 = never by time); "
+                               "a sequence that restarts (a new ingest run) always breaks it")
     context: str = Field("default", description="site or camera group; selects the prompt set")
     prompt_set: str | None = None
     normal_period_s: float = Field(

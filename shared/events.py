@@ -32,6 +32,10 @@ Rules (per segment, in seq order):
 - an open event is extended by every segment; it ends after ``end_after_segments``
   consecutive smoothed scores < ``release`` (hysteresis: release ≤ threshold); the
   trailing quiet segments are not part of it;
+- the stream breaks where the camera's sequence restarts (a new ingest run) or its next segment
+  starts more than ``event_gap_s`` after the last one ended: an open event ends at its last
+  segment, a pending run and the smoothing start afresh, so an incident after a restart or an
+  outage is an event of its own, never the continuation of one from before;
 - the event id is named by the segment it opened at (:func:`event_id`): deterministic, so a
   replay upserts the same row.
 """
@@ -113,6 +117,9 @@ class EventTracker:
     pending: list[dict[str, Any]] = field(default_factory=list)  # above-threshold run before opening
     quiet: int = 0  # consecutive segments under release while open
     open: dict[str, Any] | None = None
+    max_gap_s: float = 0.0  # event_gap_s (0: never by time; states stored before it existed)
+    last_seq: int | None = None  # the previous segment's, to see the stream break
+    last_t_end: str | None = None
 
     @classmethod
     def for_camera(cls, camera_id: str, params: CameraParams) -> EventTracker:
@@ -133,6 +140,7 @@ class EventTracker:
             adapt_window=params.threshold_adapt_window if cal else 0,
             adapt_step=params.threshold_adapt_step,
             adapt_down=params.threshold_adapt_down,
+            max_gap_s=params.event_gap_s,
         )
 
     @property
@@ -159,6 +167,16 @@ class EventTracker:
             self.recent = self.recent[-self.adapt_window:] if self.adapt_window else []
         self.min_event_segments, self.end_after_segments = params.min_event_segments, params.end_after_segments
         self.alpha = params.smoothing_alpha
+        self.max_gap_s = params.event_gap_s
+
+    def _stream_broke(self, seq: int, t_start: datetime) -> bool:
+        if self.last_seq is None:
+            return False
+        if seq <= self.last_seq:
+            return True
+        if self.max_gap_s and self.last_t_end is not None:
+            return (t_start - datetime.fromisoformat(self.last_t_end)).total_seconds() > self.max_gap_s
+        return False
 
     def _relearn(self) -> None:
         """Another model scores the camera from now on: its scores live on another scale, so the
@@ -227,6 +245,12 @@ class EventTracker:
                     self.open, self.quiet = None, 0
                 self._relearn()
             self.scorer = scorer
+        if self._stream_broke(seq, t_start):
+            if self.open is not None:
+                out.append(Transition("end", TrackedEvent(**self.open)))
+                self.open, self.quiet = None, 0
+            self.pending, self.smoothed = [], None
+        self.last_seq, self.last_t_end = seq, t_end.isoformat()
         seg = _Seg(segment_id, seq, t_start.isoformat(), t_end.isoformat(), float(score), top_descriptions or [])
         self.smoothed = seg.score if self.smoothed is None else self.alpha * seg.score + (1 - self.alpha) * self.smoothed
         s = self.smoothed

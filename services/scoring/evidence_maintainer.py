@@ -44,10 +44,10 @@ def pending_events(engine: Engine, settings: Settings, *, limit: int = 20, now: 
     return out
 
 
-def sweep(store, engine: Engine, settings: Settings) -> int:  # noqa: ANN001
-    """Build evidence for every pending event; returns how many got a clip."""
+def sweep(store, engine: Engine, settings: Settings, *, now: datetime | None = None) -> int:  # noqa: ANN001
+    """Build evidence for every pending event (as of ``now``); returns how many got a clip."""
     done = 0
-    for event_id in pending_events(engine, settings):
+    for event_id in pending_events(engine, settings, now=now):
         with Session(engine) as s:
             camera_id = s.get(Event, event_id).camera_id
         p = settings.params_for(camera_id)

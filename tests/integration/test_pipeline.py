@@ -274,3 +274,37 @@ def _dead(engine, segment_id: str):
             if segment_id.encode() in base64.b64decode(r.payload_b64):
                 return r
     return None
+
+
+def test_ingest_restarted_twice_over_one_camera_gives_distinct_events_each_with_its_own_clip(pipeline):
+    """Camera 0 (threshold 0: every segment anomalous) is ingested twice more after the first
+    run: each run restarts its sequence at 0 under a new epoch, which ends the event still open
+    from the run before; three events with their own ids, segments and clips."""
+    from datetime import UTC, datetime, timedelta
+
+    from services.scoring.evidence_maintainer import sweep
+
+    s, engine, worker, _ = pipeline
+    cam0 = s.model_copy(update={"cameras": [s.cameras[0]]})
+    for run in (1, 2):
+        before = _count(engine, SegmentScore)
+        ing = IngestService(cam0, ObjectStore(s.s3), make_producer(s.kafka), max_segments=4)
+        ing.start()
+        assert ing.join(timeout=120), f"ingest run {run + 1} did not finish"
+        _wait(lambda: _count(engine, SegmentScore) >= before + 4, 120, f"run {run + 1}'s segments scored")
+        time.sleep(1.0)  # a new epoch (milliseconds) for the next run
+    with Session(engine) as db:
+        events = sorted(db.exec(select(Event).where(Event.camera_id == "cam0")).all(), key=lambda e: e.t_start)
+    assert len(events) == 3 and len({e.id for e in events}) == 3
+    # ingest's ids are <camera>.<epoch>.<seq> (the poison test above sent one of its own to cam0)
+    ingested = [[sid for sid in e.segment_ids if sid.count(".") == 2] for e in events]
+    epochs = [{sid.split(".")[1] for sid in ids} for ids in ingested]
+    assert all(len(ep) == 1 for ep in epochs) and len(set.union(*epochs)) == 3, epochs  # one run each
+    assert [len(ids) for ids in ingested] == [N_SEGMENTS, 4, 4]
+    assert [e.status for e in events] == ["closed", "closed", "open"]  # the restarts ended the first two
+    store = ObjectStore(s.s3)
+    # as the maintainer sweeps once their post-roll is overdue (the last run may not have covered it)
+    assert sweep(store, engine, s, now=datetime.now(UTC) + timedelta(minutes=2)) >= 2  # other cameras' too
+    with Session(engine) as db:
+        clips = [db.get(Event, e.id).clip_key for e in events[:2]]
+    assert all(clips) and len(set(clips)) == 2 and all(store.exists(k) for k in clips)

@@ -200,3 +200,43 @@ def test_open_event_ends_when_the_scorer_changes():
         kinds += [t.kind for t in tr.update(segment_id=f"s{i}", seq=i, t_start=T0, t_end=T0, score=s, scorer=v)]
     # opened and extended under "a"; ended when "b" took over; none opens while "b" is learnt
     assert kinds == ["new", "update", "end"] and tr.open is None and tr.calibrating
+
+
+def _feed(tr, segs):
+    """segs: (segment id, seq, start offset s, score) -> transitions as (kind, id, segment ids)."""
+    out = []
+    for sid, seq, t, s in segs:
+        for x in tr.update(segment_id=sid, seq=seq, t_start=T0 + timedelta(seconds=t),
+                           t_end=T0 + timedelta(seconds=t + 4), score=s):
+            out.append((x.kind, x.event.id, list(x.event.segment_ids)))
+    return out
+
+
+def test_an_ingest_restart_ends_the_open_event_and_the_next_incident_is_its_own():
+    tr = EventTracker.for_camera("cam", CameraParams(threshold_mode="fixed", threshold=0.5, min_event_segments=2))
+    run1 = [(f"cam.1.{i:06d}", i, 4 * i, 0.9) for i in range(3)]  # still open when ingest stops
+    run2 = [(f"cam.2.{i:06d}", i, 100 + 4 * i, 0.9) for i in range(3)]  # seq restarts at 0
+    out = _feed(tr, run1 + run2)
+    assert [(k, e) for k, e, _ in out] == [("new", "ev:cam.1.000000"), ("update", "ev:cam.1.000000"),
+                                           ("end", "ev:cam.1.000000"), ("new", "ev:cam.2.000000"),
+                                           ("update", "ev:cam.2.000000")]
+    assert out[2][2] == ["cam.1.000000", "cam.1.000001", "cam.1.000002"]  # the first ends at its own last segment
+    assert all(s.startswith("cam.2.") for s in out[-1][2])  # none of run 1's segments in run 2's event
+
+
+def test_a_gap_in_the_stream_breaks_an_event_and_a_pending_run():
+    params = CameraParams(threshold_mode="fixed", threshold=0.5, min_event_segments=2, event_gap_s=30)
+    tr = EventTracker.for_camera("cam", params)
+    out = _feed(tr, [("a", 0, 0, 0.9), ("b", 1, 4, 0.9), ("c", 2, 60, 0.9), ("d", 3, 64, 0.9)])
+    assert [(k, e, s) for k, e, s in out] == [("new", "ev:a", ["a", "b"]), ("end", "ev:a", ["a", "b"]),
+                                              ("new", "ev:c", ["c", "d"])]
+    tr = EventTracker.for_camera("cam", params)  # one pending segment before the gap does not count
+    assert _feed(tr, [("a", 0, 0, 0.9), ("b", 1, 60, 0.9)]) == []
+    tr = EventTracker.for_camera("cam", params.model_copy(update={"event_gap_s": 0}))  # 0: never by time
+    assert [k for k, *_ in _feed(tr, [("a", 0, 0, 0.9), ("b", 1, 4, 0.9), ("c", 2, 600, 0.9)])] == ["new", "update"]
+
+
+def test_a_state_stored_before_stream_breaks_existed_loads():
+    tr = EventTracker.for_camera("cam", CameraParams(threshold_mode="fixed", threshold=0.5))
+    old = {k: v for k, v in tr.to_dict().items() if k not in ("max_gap_s", "last_seq", "last_t_end")}
+    assert EventTracker.from_dict(old).max_gap_s == 0.0
