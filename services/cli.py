@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -238,6 +239,85 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
         watcher.close()
 
 
+@app.command()
+def rescore(
+    camera: Annotated[str, typer.Option("--camera", help="camera id")],
+    t_from: Annotated[str, typer.Option("--from", help="segments starting at or after (ISO 8601; naive = UTC)")],
+    t_to: Annotated[str, typer.Option("--to", help="... and before (ISO 8601)")],
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="a registered heads version (see the Models page); default: what is served now")] = None,
+    config: ConfigOpt = None, state_dir: StateOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Score a camera's stored segments again and overwrite their rows and events (superseding the
+    events no longer found), through the served path; with --model on a Serve app of its own."""
+    from infra.embedded import ray_init_client
+    from services.scoring.control_plane import ServingReconciler
+    from services.scoring.deploy import deploy_scoring_app, get_scoring_handle, handle_score_fn
+    from services.scoring.rescore import RescoreError
+    from services.scoring.rescore import rescore as run_rescore
+    from services.scoring.sink import Sink
+    from services.scoring.worker import ScoringWorker
+    from services.trainer.registry import local_heads, serving_user_config
+    from vigil.db import make_engine, migrate
+    from vigil.models import ModelVersion
+    from vigil.objectstore import ObjectStore
+
+    try:
+        span = [datetime.fromisoformat(t) for t in (t_from, t_to)]
+    except ValueError as exc:
+        raise _fail(f"--from/--to: {exc} (ISO 8601, e.g. 2026-12-04T08:00:00+00:00)", 2) from None
+    s = _resolved(_settings(config, state_dir))
+    migrate(s.database_url)
+    engine, store = make_engine(s.database_url), ObjectStore(s.s3)
+    uc = serving_user_config(s, engine, store)
+    if model is not None:
+        from sqlmodel import Session, select
+
+        with Session(engine) as db:
+            if db.get(ModelVersion, model) is None:
+                known = [m.id for m in db.exec(select(ModelVersion))]
+                raise _fail(f"--model {model!r} is not a registered model version; known: {known or 'none'}", 2)
+        try:
+            uc["heads"] = str(local_heads(s, store, model))
+        except Exception as exc:  # noqa: BLE001
+            raise _fail(f"--model {model!r}: its heads cannot be fetched ({exc})", 2) from None
+    ray_init_client(s)
+    own_app = model is not None
+    s_app = s.model_copy(update={"serve": s.serve.model_copy(update={"app_name": f"{s.serve.app_name}-rescore"})})
+    handles: list = []
+    if not own_app:
+        try:
+            handles.append(get_scoring_handle(s))
+        except Exception:  # noqa: BLE001  nothing serves yet: an app of its own with the served configuration
+            own_app = True
+    # the cameras' prompt sets (SQL's too), thresholds and masks as the control plane hands them
+    # to the live worker; an app of its own is deployed with that configuration (the live app
+    # keeps serving its cameras meanwhile)
+    control = ServingReconciler(s, engine, lambda: uc, lambda cfg: handles.append(
+        deploy_scoring_app(s_app, user_config=cfg)) if own_app else None)
+    control.poll()
+    handle = handles[0]
+    worker = ScoringWorker(s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store, producer=None,
+                           consumer=None, control=control)
+    try:
+        report = run_rescore(worker, camera, span[0], span[1], progress=not as_json)
+    except RescoreError as exc:
+        raise _fail(str(exc), 2) from None
+    finally:
+        worker.pool.shutdown(wait=False)
+        if own_app:
+            from ray import serve
+
+            serve.delete(s_app.serve.app_name)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    else:
+        typer.echo(f"re-scored {report.segments} segment(s) of {camera} with {', '.join(report.model_versions)}: "
+                   f"{len(report.events)} event(s) ({len(report.kept)} kept), {len(report.superseded)} superseded"
+                   + (f", {len(report.missing)} segment object(s) missing" if report.missing else ""))
+
+
 def _outbox_relay(s: Settings, engine):  # noqa: ANN001, ANN202
     from services.scoring.relay import OutboxRelay
     from vigil.bus import make_producer
@@ -280,10 +360,11 @@ def notify(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
     from vigil.bus import ensure_topics
     from vigil.db import make_engine, migrate
 
-    s = _resolved(_settings(config, state_dir))
+    s = _settings(config, state_dir)
     if not s.notify.channels or not s.notify.rules:
         raise _fail("notify: no channels or no rules configured (notify.channels, notify.rules in the config); "
                     "nothing would be delivered", 2)
+    s = _resolved(s)
     migrate(s.database_url)
     ensure_topics(s.kafka)
     n = _notifier(s, make_engine(s.database_url)).start()

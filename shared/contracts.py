@@ -94,6 +94,8 @@ class EventMessage(_Contract):
     segment_ids: list[str] = Field(default_factory=list)
     model_version: str
     severity: str | None = None  # low / medium / high / critical, as the event row's
+    superseded: bool = Field(False, description="an end because re-scoring no longer finds the event "
+                             "(vigil rescore); its row stays, status superseded")
 
 
 class DeadLetter(_Contract):

@@ -63,27 +63,35 @@ class Sink:
         transitions: list[Transition],
         params: CameraParams,
         zone: str | None = None,
+        *,
+        rescore: bool = False,
     ) -> bool:
         """Write everything for one segment atomically (of one zone of its camera, with ``zone``:
         its row and state are keyed :func:`zone_key`, as the tracker keys its events). False if
-        it was already stored."""
+        it was already stored. With ``rescore`` (``vigil rescore``) a stored row is overwritten
+        with the new result and model version, and the live camera state is left alone."""
         now = utcnow()
         row_id, state_id = (ref.segment_id, ref.camera_id) if zone is None else (
             zone_key(ref.segment_id, zone), zone_key(ref.camera_id, zone))
         with Session(self.engine) as s:
-            if s.get(SegmentScore, row_id) is not None:
+            stored = s.get(SegmentScore, row_id)
+            if stored is not None and not rescore:
                 return False
-            s.add(
-                SegmentScore(
-                    segment_id=row_id, camera_id=ref.camera_id, zone=zone, seq=ref.seq,
-                    t_start=ref.t_start, t_end=ref.t_end, score=result["score"], s_sem=result.get("s_sem"),
-                    s_pred=result.get("s_pred"), s_obj=result.get("s_obj"), gate=result.get("gate"),
-                    streams=result.get("streams"),
-                    frame_scores=result.get("frame_scores", []), top_descriptions=result.get("top_descriptions", []),
-                    model_version=result["model_version"], prompt_set=result.get("prompt_set"),
-                    object_key=ref.object_key, scored_at=now,
-                )
+            fresh = SegmentScore(
+                segment_id=row_id, camera_id=ref.camera_id, zone=zone, seq=ref.seq,
+                t_start=ref.t_start, t_end=ref.t_end, score=result["score"], s_sem=result.get("s_sem"),
+                s_pred=result.get("s_pred"), s_obj=result.get("s_obj"), gate=result.get("gate"),
+                streams=result.get("streams"),
+                frame_scores=result.get("frame_scores", []), top_descriptions=result.get("top_descriptions", []),
+                model_version=result["model_version"], prompt_set=result.get("prompt_set"),
+                object_key=ref.object_key, scored_at=now,
             )
+            if stored is None:
+                s.add(fresh)
+            else:
+                for k in SegmentScore.model_fields:
+                    setattr(stored, k, getattr(fresh, k))
+                s.add(stored)
             for tr in transitions:
                 ev = tr.event
                 row = s.get(Event, ev.id)
@@ -101,6 +109,9 @@ class Sink:
                     row.peak_s_sem, row.peak_s_pred = result.get("s_sem"), result.get("s_pred")
                     row.peak_s_obj, row.peak_streams = result.get("s_obj"), result.get("streams")
                     row.prompt_set = result.get("prompt_set")
+                if rescore:  # the same id (its first segment) re-found: it takes the new model's view
+                    row.t_start, row.first_seq = datetime.fromisoformat(ev.t_start), ev.first_seq
+                    row.model_version = result["model_version"]
                 row.top_descriptions = list(ev.top_descriptions)
                 row.segment_ids = list(ev.segment_ids)
                 row.severity = severity(ev.peak_score, tracker.threshold)  # the learnt one when calibrated
@@ -117,6 +128,9 @@ class Sink:
                 )
                 s.add(EventOutbox(event_id=ev.id, version=row.version, kind=tr.kind, payload=msg.model_dump(mode="json"),
                                   created_at=now))
+            if rescore:
+                s.commit()
+                return True
             state = s.get(CameraState, state_id)
             if state is None:
                 state = CameraState(camera_id=state_id, last_seq=ref.seq)
@@ -127,3 +141,27 @@ class Sink:
             s.add(state)
             s.commit()
         return True
+
+    def end_events(self, event_ids: list[str], *, superseded: bool = False) -> None:
+        """End events outside a segment's commit (``vigil rescore``): the one still open where
+        the re-scored range ends, or with ``superseded`` those re-scoring no longer finds
+        (status superseded: kept, never deleted). Each gets its next version and outbox message."""
+        now = utcnow()
+        with Session(self.engine) as s:
+            for eid in event_ids:
+                row = s.get(Event, eid)
+                if row is None:
+                    continue
+                row.status = "superseded" if superseded else "closed"
+                row.version = (row.version or 0) + 1
+                row.updated_at = now
+                s.add(row)
+                msg = EventMessage(
+                    event_id=row.id, kind="end", camera_id=row.camera_id, zone=row.zone, version=row.version,
+                    t_start=row.t_start, t_end=row.t_end, peak_score=row.peak_score,
+                    top_descriptions=row.top_descriptions, segment_ids=row.segment_ids,
+                    model_version=row.model_version, severity=row.severity, superseded=superseded,
+                )
+                s.add(EventOutbox(event_id=row.id, version=row.version, kind="end", payload=msg.model_dump(mode="json"),
+                                  created_at=now))
+            s.commit()

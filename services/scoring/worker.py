@@ -269,10 +269,21 @@ class ScoringWorker:
         frames = apply_masks(frames, masks)  # before Detect, Encode and Score
         self._score_view(ref, frames, params, self.control.prompt_set_for(ref.camera_id, params), None)
 
+    def rescore_segment(self, ref: SegmentRef, runtime: _CameraRuntime) -> list[Any]:
+        """``vigil rescore``: score a stored segment's whole view again through the same path as
+        a live one, on ``runtime`` (the re-scoring's own tracker and model state, not the live
+        camera's), overwriting its row; returns the event transitions it made."""
+        self.cameras[ref.camera_id] = runtime
+        frames = apply_masks(self._fetch_frames(ref), self.control.masks_for(ref.camera_id))
+        params = self.control.params_for(ref.camera_id)
+        return self._score_view(ref, frames, params, self.control.prompt_set_for(ref.camera_id, params), None,
+                                rescore=True)
+
     def _score_view(self, ref: SegmentRef, frames: Any, params: CameraParams, prompt_set: str,
-                    zone: Zone | None) -> None:
+                    zone: Zone | None, *, rescore: bool = False) -> list[Any]:
         """Score one view of a segment (the camera's whole view, or one zone of it), then store its
-        row, events, their outbox messages and its state in one transaction."""
+        row, events, their outbox messages and its state in one transaction. Returns the event
+        transitions it made."""
         key = ref.camera_id if zone is None else zone_key(ref.camera_id, zone.name)
         rt = self._camera(key, params)
         t0 = time.perf_counter()
@@ -298,11 +309,14 @@ class ScoringWorker:
         if occupancy is not None:
             state["occupied_s"] = occupancy
         result["state"] = state
-        if not self.sink.commit(ref, result, tracker, transitions, params, zone=None if zone is None else zone.name):
+        if not self.sink.commit(ref, result, tracker, transitions, params, zone=None if zone is None else zone.name,
+                                rescore=rescore):
             metrics.DUPLICATES.inc()
-            return
+            return []
         rt.tracker, rt.model_state, rt.detector_state = tracker, state, detector_state
         metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - t0)
+        if rescore:
+            return transitions
         if zone is None:
             if self.recorder is not None:
                 try:
@@ -315,6 +329,7 @@ class ScoringWorker:
             metrics.E2E_LATENCY.observe(max(0.0, (utcnow() - ref.t_end).total_seconds()))
         for tr in transitions:  # their messages went into the outbox with the rows; the relay publishes them
             metrics.EVENTS_EMITTED.labels(tr.kind).inc()
+        return transitions
 
     # ------------------------------------------------------------ pipeline
     def submit(self, rec: Any) -> None:

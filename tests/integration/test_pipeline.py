@@ -308,3 +308,49 @@ def test_ingest_restarted_twice_over_one_camera_gives_distinct_events_each_with_
     with Session(engine) as db:
         clips = [db.get(Event, e.id).clip_key for e in events[:2]]
     assert all(clips) and len(set(clips)) == 2 and all(store.exists(k) for k in clips)
+
+
+def test_rescore_through_serve_overwrites_deterministically_and_supersedes(pipeline):
+    """vigil rescore's core on the live Serve app: camera 1's stored segments scored again. With
+    a threshold of 0 every segment is in an event; scored again asking for 100 segments in a row
+    before an event opens (more than the range holds), that event is no longer found and ends as
+    superseded, its row kept."""
+    from datetime import timedelta
+
+    from services.scoring.control_plane import ConfiguredControl
+    from services.scoring.rescore import rescore
+
+    s, engine, worker, _ = pipeline
+    with Session(engine) as db:
+        rows = db.exec(select(SegmentScore).where(SegmentScore.camera_id == "cam1", SegmentScore.zone.is_(None))
+                       .order_by(SegmentScore.t_start)).all()
+        ingested = [r for r in rows if r.segment_id.count(".") == 2]
+    t_from, t_to = ingested[0].t_start, ingested[-1].t_start + timedelta(microseconds=1)
+
+    def settings_with(**params):
+        cams = [c.model_copy(update={"params": c.params.model_copy(update=params)}) if c.id == "cam1" else c
+                for c in s.cameras]
+        return s.model_copy(update={"cameras": cams})
+
+    def run(**params):
+        w = ScoringWorker(s, score_fn=worker.score_fn, sink=Sink(engine), store=ObjectStore(s.s3), producer=None,
+                          consumer=None, control=ConfiguredControl(settings_with(**params)))
+        rep = rescore(w, "cam1", t_from, t_to, progress=False)
+        w.pool.shutdown(wait=False)
+        with Session(engine) as db:
+            got = {r.segment_id: (r.score, r.model_version) for r in db.exec(
+                select(SegmentScore).where(SegmentScore.segment_id.in_([r.segment_id for r in ingested])))}
+        return rep, got
+
+    rep, first = run(threshold=0.0)
+    assert rep.segments == len(ingested) and len(rep.events) == 1 and not rep.missing
+    (eid,) = rep.events
+    rep2, second = run(threshold=0.0)
+    assert second == first and rep2.events == [eid]  # the same range and model: the same rows and event
+    with Session(engine) as db:
+        assert db.get(Event, eid).status == "closed"  # ended where the range ends
+    rep3, _ = run(threshold=0.0, min_event_segments=100)
+    assert rep3.superseded == [eid] and rep3.events == []
+    with Session(engine) as db:
+        ev = db.get(Event, eid)
+        assert ev is not None and ev.status == "superseded"

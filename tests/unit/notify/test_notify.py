@@ -168,3 +168,12 @@ def test_one_channel_down_does_not_hold_the_other(engine):
     n.intake([msg(version=1)])
     n.dispatch_once()
     assert up.sent == ["ev:cam.1.000001:1:up"] and down.sent == []
+
+
+def test_notify_without_channels_or_rules_refuses_to_start(tmp_path):
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    r = CliRunner().invoke(app, ["notify", "--state-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "no channels or no rules" in r.output
