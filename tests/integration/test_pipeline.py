@@ -262,6 +262,21 @@ def test_a_deterministic_failure_is_dead_lettered_after_its_budget_and_the_parti
     p.send(s.kafka.segments_topic, key=b"cam-typo", value=mk("typo-2", "cam-typo").encode()).get(10)
     _wait(lambda: "typo-2" in _ids(engine), 60, "the record after the poison scored")
     assert "typo-1" not in _ids(engine)
+    # the prompt set fixed, an admin replays the dead letter through the API; the running relay
+    # re-publishes it to the segments topic and the worker scores it
+    from fastapi.testclient import TestClient
+
+    from services.api.main import create_app
+
+    from pydantic import SecretStr
+
+    api_settings = s.model_copy(update={"api": s.api.model_copy(update={"admin_key": SecretStr("pipeline-admin")})})
+    with TestClient(create_app(api_settings, engine=engine)) as api:
+        listed = api.get("/dead-letters", headers={"X-API-Key": "pipeline-admin"}, params={"state": "pending"}).json()
+        (dl,) = [d for d in listed if d["id"] == row.id]
+        assert api.post(f"/dead-letters/{dl['id']}/replay", headers={"X-API-Key": "pipeline-admin"}).status_code == 202
+    _wait(lambda: "typo-1" in _ids(engine), 60, "the replayed record scored")
+    assert _dead(engine, "typo-1").replayed_at is not None
 
 
 def _dead(engine, segment_id: str):
