@@ -324,7 +324,9 @@ def test_broker_stopped_20s_while_events_open_update_and_close(stack, scenario):
     sc = scenario
     sc.start("relay")
     sc.start("notify")
-    sc.event("cam-a")
+    sc.event("cam-w")  # warm-up: both processes started, their consumer joined
+    wait_until(sc.delivered, 60, "the warm-up event delivered")
+    sc.event("cam-a")  # the undisturbed one
     wait_until(sc.delivered, 60, "the first event delivered before the outage")
     pid = _broker_pid(stack)
     os.kill(pid, signal.SIGSTOP)
@@ -339,7 +341,7 @@ def test_broker_stopped_20s_while_events_open_update_and_close(stack, scenario):
     sc.wait_delivered(120)
     time.sleep(2)  # anything late would show up as a duplicate now
     figures = sc.check_exactly_once(undisturbed="cam-a.1.000001")
-    assert figures["events"] == 4 and figures["messages"] == 16
+    assert figures["events"] == 5 and figures["messages"] == 20
     _record("broker_stopped_20s", figures)
 
 
@@ -375,13 +377,15 @@ def test_webhook_down_30s_every_notification_delivered_in_order_after(stack, sce
     sc = scenario
     sc.start("relay")
     sc.start("notify")
+    sc.event("cam-w")  # warm-up
+    wait_until(sc.delivered, 60, "the warm-up event delivered")
     sc.event("cam-a")
     wait_until(sc.delivered, 60, "the first event delivered before the receiver goes down")
     sc.hook.stop()
     t_down = time.monotonic()
     for cam in ("cam-a", "cam-b"):
         sc.event(cam, gap_s=0.3)
-    wait_until(lambda: len(sc.mqtt_keys(f"{sc.name}/events")) >= 12, 60, "MQTT delivers while the webhook is down")
+    wait_until(lambda: len(sc.mqtt_keys(f"{sc.name}/events")) >= 16, 60, "MQTT delivers while the webhook is down")
     with Session(sc.engine) as db:
         stuck = [r for r in db.exec(select(Delivery).where(Delivery.channel == "hook", Delivery.status == "pending"))]
     heads = {}  # each event's lowest pending version is being tried; its later versions wait behind it
@@ -396,5 +400,5 @@ def test_webhook_down_30s_every_notification_delivered_in_order_after(stack, sce
     recovery = time.monotonic() - t_up
     time.sleep(2)
     figures = sc.check_exactly_once(undisturbed="cam-a.1.000001")
-    assert figures["events"] == 3 and figures["messages"] == 12
+    assert figures["events"] == 4 and figures["messages"] == 16
     _record("webhook_down_30s", {**figures, "recovery_s": round(recovery, 2)})
