@@ -369,3 +369,41 @@ def test_rescore_through_serve_overwrites_deterministically_and_supersedes(pipel
     with Session(engine) as db:
         ev = db.get(Event, eid)
         assert ev is not None and ev.status == "superseded"
+
+
+def test_the_rescore_command_on_the_running_stack(stack, pipeline, tmp_path):
+    """`vigil rescore` as a user runs it: its own process, the stack's Ray and the live Serve app;
+    an unknown --model is refused by name before anything is touched."""
+    import json as _json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    st, base = stack
+    s, engine, *_ = pipeline
+    cam = s.cameras[2]
+    cfg = tmp_path / "rescore.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "kafka": {"segments_topic": s.kafka.segments_topic, "events_topic": s.kafka.events_topic,
+                  "dlq_topic": s.kafka.dlq_topic},
+        "database": {"url": s.database_url},
+        "model": {"backbone": s.model.backbone, "torch_threads": 1},
+        "cameras": [{"id": cam.id, "source": {"type": "file", "path": str(cam.source.path)},
+                     "params": cam.params.model_dump(mode="json")}],
+    }))
+    with Session(engine) as db:
+        rows = db.exec(select(SegmentScore).where(SegmentScore.camera_id == cam.id).order_by(SegmentScore.t_start)).all()
+    argv = [sys.executable, "-m", "services.cli", "rescore", "--camera", cam.id, "--from", rows[0].t_start.isoformat(),
+            "--to", (rows[-1].t_end).isoformat(), "--config", str(cfg), "--state-dir", str(base.state_dir)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "VIGIL_LOOPBACK_ONLY": "1"}
+    repo = Path(__file__).resolve().parents[2]
+    bad = subprocess.run([*argv, "--model", "no-such-version"], cwd=repo, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "no-such-version" in bad.stderr and "not a registered model version" in bad.stderr
+    ok = subprocess.run([*argv, "--json"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    report = _json.loads(ok.stdout.strip().splitlines()[-1])
+    assert report["segments"] == len(rows) and report["model_versions"] == sorted({r.model_version for r in rows})
