@@ -96,6 +96,9 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     t_begin, wall_begin = time.monotonic(), utcnow()
     stack = EmbeddedStack(settings)
     s = stack.start()
+    from infra.recovery import after_broker_restart
+
+    supervisor = stack.supervisor({"kafka": after_broker_restart(s)}).start()
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads: list[threading.Thread] = []
@@ -174,6 +177,9 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
         last = 0.0
         while not stop.is_set():
+            if supervisor.failed.is_set():
+                echo(f"stopping: a part of the stack failed beyond its restart budget: {supervisor.reason}")
+                break
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if all(h.state in ("finished", "failed") for h in ingest.health()):
@@ -187,8 +193,10 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
                 echo(f"[{time.monotonic() - t_begin:6.0f}s] segments scored {n_seg}, events {n_ev}")
         echo("stopping: draining the scoring queue ...")
         ingest.shutdown()
-        _drain(worker, timeout=60)
+        if not supervisor.failed.is_set():
+            _drain(worker, timeout=60)
     finally:
+        supervisor.close()
         for sig, h in old.items():
             signal.signal(sig, h)
         if ingest is not None and not ingest.stop.is_set():  # e.g. the scoring app failed to deploy
@@ -209,9 +217,25 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         for th in threads:
             th.join(10)
         summary = _summary(s, time.monotonic() - t_begin, wall_begin) if stack.procs else {}
+        summary.update(_supervision(supervisor, ingest))
         stack.stop()
     echo(f"demo done: {summary}")
     return summary
+
+
+def _supervision(supervisor: Any, ingest: Any) -> dict[str, Any]:
+    """What the supervisor and ingest went through: restarts per part, segments re-announced
+    after a broker restart, segments ingest dropped (its buffer full while a part was down),
+    and the part that failed for good, if one did."""
+    parts = supervisor.snapshot()
+    out: dict[str, Any] = {
+        "restarts": {n: p["restarts"] for n, p in parts.items() if p["restarts"]},
+        "recovery_s": {n: p["recovery_s"] for n, p in parts.items() if p["recovery_s"]},
+        "reannounced": sum(p.results.get("reannounced", 0) for p in supervisor.parts.values()),
+        "dropped_segments": sum(h.dropped for h in ingest.health()) if ingest is not None else 0,
+        "failed": supervisor.reason,
+    }
+    return out
 
 
 def _drain(worker: Any, timeout: float) -> None:

