@@ -109,6 +109,10 @@ class ApiClient:
     def review_event(self, event_id: str, body: Mapping[str, Any]) -> dict:
         return self._request("PATCH", f"/events/{_quote(event_id)}/review", json=dict(body)).json()
 
+    def stack(self) -> dict:
+        """The embedded stack's parts (``embedded`` False on a cluster)."""
+        return self._get("/stack")
+
     def deliveries(self, event_id: str) -> list[dict]:
         """The event's notifications: one per version and channel, with status and latency."""
         return self._get(f"/events/{_quote(event_id)}/deliveries")

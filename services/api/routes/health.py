@@ -21,6 +21,19 @@ class Health(BaseModel):
     status: str
 
 
+class StackPart(BaseModel):
+    state: str  # up | down | failed
+    since: float  # unix time of the last change
+    restarts: int
+    last_error: str | None = None
+    recovery_s: list[float] = []
+
+
+class StackHealth(BaseModel):
+    embedded: bool  # False: the platform runs on external services (a cluster); nothing to report here
+    parts: dict[str, StackPart] = {}
+
+
 class Readiness(BaseModel):
     status: str
     database: str
@@ -71,3 +84,16 @@ def metrics(_: ViewerDep, request: Request) -> Response:
 @router.get("/openapi.json", include_in_schema=False)
 def openapi_document(_: ViewerDep, request: Request) -> JSONResponse:
     return JSONResponse(request.app.openapi())
+
+
+@router.get("/stack", response_model=StackHealth, summary="the embedded stack's parts: up, down or failed, "
+            "since when, how often restarted")
+def stack_health(_: ViewerDep, request: Request) -> StackHealth:
+    from infra.embedded import read_stack_file
+
+    info = read_stack_file(request.app.state.settings.state_dir)
+    if info is None:
+        return StackHealth(embedded=False)
+    parts = info.get("parts") or {name: {"state": "up", "since": info.get("started_at", 0.0), "restarts": 0}
+                                  for name in (info.get("processes") or {})}
+    return StackHealth(embedded=True, parts=parts)

@@ -103,6 +103,23 @@ def grid(client) -> None:  # noqa: ANN001
     st.caption(f"updated {now:%H:%M:%S} UTC")
 
 
+def stack_banner(client) -> None:  # noqa: ANN001
+    """On one machine: which embedded part is down or failed, since when, how often restarted."""
+    try:
+        info = client.stack()
+    except ApiError:
+        return  # an older API, or none: the grid says what matters
+    bad = {n: p for n, p in (info.get("parts") or {}).items() if p["state"] != "up"}
+    restarted = {n: p["restarts"] for n, p in (info.get("parts") or {}).items() if p["restarts"]}
+    for name, p in bad.items():
+        since = pd.Timestamp(p["since"], unit="s", tz="UTC")
+        text = (f"**{name}** is {p['state']} since {since:%H:%M:%S} UTC (restarted {p['restarts']} times)"
+                + (f": {p['last_error']}" if p.get("last_error") else ""))
+        (st.error if p["state"] == "failed" else st.warning)(text)
+    if restarted and not bad:
+        st.caption("Stack restarts so far: " + ", ".join(f"{n} ×{k}" for n, k in restarted.items()))
+
+
 def render() -> None:
     client = session.require_client()
     st.title("Live")
@@ -110,6 +127,7 @@ def render() -> None:
 
     @st.fragment(run_every=REFRESH_S if auto else None)
     def _live() -> None:
+        stack_banner(client)
         grid(client)
 
     _live()

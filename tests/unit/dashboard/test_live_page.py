@@ -65,3 +65,19 @@ def test_not_scored_lately_falls_back_to_event_peaks(admin, cameras, seed):
     assert not at.exception, at.exception
     assert any(c.value.startswith("event peaks, 24 h: last 0.90, max 0.90") for c in at.caption)
     assert ":gray[● no segments yet]" in " ".join(m.value for m in at.markdown)
+
+
+def test_a_stack_part_down_shows_above_the_cameras(admin, cameras, tmp_path, http):
+    import time as _time
+
+    at = page_test("live", admin).run()
+    assert not at.warning and not at.error  # no embedded stack in this state dir: nothing to say
+    (tmp_path / "stack.json").write_text(json.dumps({"processes": {"kafka": 1, "s3": 2}, "parts": {
+        "kafka": {"state": "down", "since": _time.time() - 30, "restarts": 2, "last_error": "ECONNREFUSED",
+                  "recovery_s": [1.5, 2.0]},
+        "s3": {"state": "up", "since": _time.time() - 600, "restarts": 1, "last_error": None, "recovery_s": [3.1]}}}))
+    assert http.get("/stack", headers={"X-API-Key": admin._key}).json()["parts"]["kafka"]["restarts"] == 2
+    at = page_test("live", admin).run()
+    assert not at.exception, at.exception
+    (w,) = at.warning
+    assert "**kafka** is down since" in w.value and "(restarted 2 times): ECONNREFUSED" in w.value
