@@ -81,7 +81,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     from infra.embedded import EmbeddedStack
     from services.api.main import create_app
     from services.ingest.runner import IngestService
-    from services.scoring.deploy import deploy_scoring_app, handle_score_fn
+    from services.scoring.deploy import RebindableScoreFn, deploy_scoring_app
     from services.scoring.evidence_maintainer import EvidenceMaintainer
     from services.scoring.sink import Sink
     from services.scoring.worker import ScoringWorker
@@ -98,7 +98,20 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     s = stack.start()
     from infra.recovery import after_broker_restart
 
-    supervisor = stack.supervisor({"kafka": after_broker_restart(s)}).start()
+    serving: dict[str, Any] = {}  # what a Ray restart redeploys: set once the app first deployed
+
+    def after_ray_restart() -> dict[str, int]:
+        """A new Ray cluster: the scoring app deployed again with the active versions, the worker
+        pointed at it; its camera state is rebuilt from SQL as after a rebalance (its failed
+        calls rewound it)."""
+        if not serving:
+            return {}
+        uc = serving_user_config(s, serving["engine"], serving["store"])
+        serving["score_fn"].bind(deploy_scoring_app(s, user_config=uc))
+        serving["control"].applied = uc
+        return {"redeployed": 1}
+
+    supervisor = stack.supervisor({"kafka": after_broker_restart(s), "ray": after_ray_restart}).start()
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads: list[threading.Thread] = []
@@ -160,8 +173,10 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         from services.cli import serving_reconciler
 
         control = serving_reconciler(s, engine, store, applied)  # Activate / prompt edits reach Serve
+        score_fn = RebindableScoreFn(handle)
+        serving.update(engine=engine, store=store, score_fn=score_fn, control=control)
         worker = ScoringWorker(
-            s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store,
+            s, score_fn=score_fn, sink=Sink(engine), store=store,
             recorder=NormalPeriodRecorder(engine, store), control=control,
             producer=make_producer(s.kafka, "vigil-scoring"),
             consumer=make_consumer(s.kafka, group=s.kafka.consumer_group, client_id="vigil-scoring"),
@@ -232,6 +247,7 @@ def _supervision(supervisor: Any, ingest: Any) -> dict[str, Any]:
         "restarts": {n: p["restarts"] for n, p in parts.items() if p["restarts"]},
         "recovery_s": {n: p["recovery_s"] for n, p in parts.items() if p["recovery_s"]},
         "reannounced": sum(p.results.get("reannounced", 0) for p in supervisor.parts.values()),
+        "captured_segments": sum(h.segments for h in ingest.health()) if ingest is not None else 0,
         "dropped_segments": sum(h.dropped for h in ingest.health()) if ingest is not None else 0,
         "failed": supervisor.reason,
     }

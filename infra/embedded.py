@@ -266,9 +266,10 @@ class EmbeddedStack:
     def restart(self, name: str) -> None:
         """Start a part again as it was started (same port, same data; the S3 data directory is
         kept). Raises StackError when it cannot start (its binary gone, its port taken)."""
-        if name == "ray":
-            raise StackError("the Ray head runs inside this process and cannot be restarted in place; "
-                             "restart `vigil up` / `vigil demo`")
+        if name == "ray":  # a new local cluster (a new address); the caller redeploys what ran on it
+            self._restart_ray()
+            self._write_stack_file()
+            return
         argv, env = self._argv[name]
         if not Path(argv[0]).exists():
             raise StackError(f"{name}: its executable {argv[0]} is missing")
@@ -370,6 +371,16 @@ class EmbeddedStack:
                 log.warning("local Ray start timed out (machine busy?); trying once more")
         self._ray_started = True
         return ctx.address_info["gcs_address"]
+
+    def _restart_ray(self) -> None:
+        import ray
+
+        try:
+            ray.shutdown()  # the dead head's driver state; its surviving processes are stopped
+        except Exception as exc:  # noqa: BLE001
+            log.warning("ray.shutdown after the head died: %s", exc)
+        self._ray_started = False
+        self.endpoints["ray"] = self._start_ray()
 
     def _ray_temp_dir(self) -> Path:
         """``<state_dir>/ray``, or a short /tmp path when that is too long: Ray puts unix

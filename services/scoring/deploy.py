@@ -124,3 +124,22 @@ def handle_score_fn(handle: Any, timeout_s: float = 120.0):
 
     score.stats = stats  # type: ignore[attr-defined]
     return score
+
+
+class RebindableScoreFn:
+    """The worker's score function on whichever Serve handle is current: after the embedded Ray
+    head restarts, the app is deployed again and :meth:`bind` points the worker at it (the
+    calls in between fail as transient and are retried)."""
+
+    def __init__(self, handle: Any, timeout_s: float = 120.0) -> None:
+        self.timeout_s = timeout_s
+        self.bind(handle)
+
+    def bind(self, handle: Any) -> None:
+        self._fn = handle_score_fn(handle, self.timeout_s)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self._fn(*args, **kwargs)
+
+    def stats(self) -> Any:
+        return self._fn.stats()

@@ -61,7 +61,11 @@ def test_demo_reports_segments_and_events_visible_through_api(tmp_path):
     assert proc.returncode == 0, log
     summary = json.loads(out.read_text())
     assert summary["cameras"] == 2 and summary["segments"] >= 10 and summary["events"] >= 1, summary
-    assert set(summary) == {"segments", "events", "cameras", "seconds", "first_segment_s", "first_event_s"}
+    assert set(summary) == {"segments", "events", "cameras", "seconds", "first_segment_s", "first_event_s",
+                            "restarts", "recovery_s", "reannounced", "captured_segments", "dropped_segments", "failed"}
+    # nothing died in this run, and every captured segment was scored
+    assert summary["restarts"] == {} and summary["failed"] is None and summary["reannounced"] == 0
+    assert summary["segments"] == summary["captured_segments"] > 0, summary
     assert 0 < summary["first_segment_s"] <= summary["first_event_s"] < summary["seconds"], summary
     assert listed_at_start == ["cam-01", "cam-02"], listed_at_start
     assert api_events, "no event visible through the API while the demo ran:\n" + log

@@ -185,3 +185,49 @@ def test_a_part_that_cannot_start_again_stops_vigil_up_naming_it(tmp_path):
     assert "stack stopped: kafka:" in out and "is missing" in out, out[-2000:]
     assert stopped_after < 30
     print(f"\nbinary removed: exit {rc} after {stopped_after:.1f} s")
+
+
+def test_ray_head_sigkilled_in_vigil_demo_app_redeployed_and_scoring_goes_on(tmp_path):
+    """`vigil demo` (its own Ray): its GCS server SIGKILLed once it scores; the supervisor starts
+    a new local Ray, the scoring app is deployed again with the active versions, the worker
+    rebuilds camera state from SQL, and every captured segment is scored; exit code 0."""
+    import json
+    import re
+
+    import psutil
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("model: {backbone: vigil-micro}\napi: {port: 0}\ndashboard: {port: 0}\n"
+                   "supervisor: {backoff_initial_s: 0.5, interval_s: 0.5}\n")
+    out = tmp_path / "summary.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "demo", "--config", str(cfg), "--state-dir",
+                             str(tmp_path / "st"), "--minutes", "2.5", "--cameras", "2", "--no-dashboard", "--json",
+                             str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    killed_at = None
+    scored_at_kill = 0
+    deadline = time.monotonic() + 600
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            m = re.match(r"\[\s*\d+s\] segments scored (\d+)", line)
+            if m and killed_at is None and int(m.group(1)) >= 10:
+                gcs = [p for p in psutil.Process(proc.pid).children(recursive=True) if "gcs_server" in p.name()]
+                assert gcs, "no gcs_server under the demo"
+                gcs[0].kill()
+                killed_at, scored_at_kill = time.monotonic(), int(m.group(1))
+            assert time.monotonic() < deadline, "demo ran too long:\n" + "".join(lines[-40:])
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = "".join(lines[-60:])
+    assert killed_at is not None, log
+    assert proc.returncode == 0, log
+    summary = json.loads(out.read_text())
+    assert summary["restarts"] == {"ray": 1} and summary["failed"] is None, summary
+    assert summary["segments"] > scored_at_kill and summary["segments"] == summary["captured_segments"], summary
+    print(f"\nray head x1: recovery {summary['recovery_s']} s, scored {scored_at_kill} before, "
+          f"{summary['segments']} in all")
