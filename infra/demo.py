@@ -78,7 +78,8 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     import uvicorn
     from sqlmodel import Session, func, select
 
-    from infra.embedded import EmbeddedStack
+    from infra.embedded import LOOPBACK, EmbeddedStack, accepts, wait_tcp
+    from infra.supervisor import Part
     from services.api.main import create_app
     from services.ingest.runner import IngestService
     from services.scoring.deploy import RebindableScoreFn, deploy_scoring_app
@@ -138,6 +139,18 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         api_thread = threading.Thread(target=api_server.run, name="api", daemon=True)
         threads.append(api_thread)
         api_thread.start()
+        live: dict[str, Any] = {"api": api_thread}
+
+        def restart_api() -> None:
+            nonlocal api_server
+            api_server = uvicorn.Server(uvicorn.Config(create_app(s), host="127.0.0.1", port=api_port,
+                                                       log_level="warning"))
+            live["api"] = threading.Thread(target=api_server.run, name="api", daemon=True)
+            threads.append(live["api"])
+            live["api"].start()
+            wait_tcp(api_port, 60, what="API")
+
+        supervisor.add(Part("api", restart_api, lambda: live["api"].is_alive() and accepts(LOOPBACK, api_port)))
         ready_by = time.monotonic() + 60
         while not api_server.started and time.monotonic() < ready_by:  # print URLs that answer
             time.sleep(0.1)
@@ -148,8 +161,15 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
             env = {**os.environ, "VIGIL_DASHBOARD_API_URL": f"http://127.0.0.1:{api_port}",
                    "VIGIL_DASHBOARD_API_KEY": s.api.admin_key.get_secret_value()}
             log_file = open(stack.log_dir / "dashboard.log", "ab")  # noqa: SIM115
-            dash_proc = subprocess.Popen(_streamlit_argv(s, dash_port), env=env, stdout=log_file,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+            def start_dashboard() -> None:
+                nonlocal dash_proc
+                dash_proc = subprocess.Popen(_streamlit_argv(s, dash_port), env=env, stdout=log_file,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+
+            start_dashboard()
+            supervisor.add(Part("dashboard", lambda: (start_dashboard(), wait_tcp(dash_port, 60, dash_proc, "dashboard")),
+                                lambda: dash_proc.poll() is None))
 
         from services.ingest.desired import DesiredCameras
         from services.ingest.status import SourceStatusReporter
@@ -160,6 +180,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
                                desired=DesiredCameras(engine, s).read, status=SourceStatusReporter(engine),
                                reconcile_every_s=s.ingest.reconcile_every_s)
         ingest.start()
+        supervisor.add(Part("ingest", ingest.follow_again, ingest.following))
         echo(f"API        http://127.0.0.1:{api_port}   (header X-API-Key: the api.admin_key setting; try /events)")
         if dashboard:
             echo(f"dashboard  http://127.0.0.1:{dash_port}")
@@ -184,10 +205,20 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         worker_thread = threading.Thread(target=worker.run, name="score-worker", daemon=True)
         threads.append(worker_thread)
         worker_thread.start()
+        live["score-worker"] = worker_thread
+
+        def restart_worker() -> None:  # its loop died: a new one resumes from the committed offsets
+            live["score-worker"] = threading.Thread(target=worker.run, name="score-worker", daemon=True)
+            threads.append(live["score-worker"])
+            live["score-worker"].start()
+
+        supervisor.add(Part("score-worker", restart_worker,
+                            lambda: live["score-worker"].is_alive() or worker.stop.is_set()))
         evidence = EvidenceMaintainer(ObjectStore(s.s3), engine, s).start()
         from services.cli import _outbox_relay
 
         relay = _outbox_relay(s, engine).start()  # event messages from the outbox to the events topic
+        supervisor.add(Part("relay", relay.start, lambda: relay.stop.is_set() or relay.alive()))
         echo("scoring  started")
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
         last = 0.0

@@ -284,9 +284,9 @@ class EmbeddedStack:
         """The part's process runs and its port accepts connections."""
         if name == "ray":
             host, port = self.endpoints["ray"].rsplit(":", 1)
-            return _accepts(host, int(port))
+            return accepts(host, int(port))
         proc = next((p.proc for p in self.procs if p.name == name), None)
-        return proc is not None and proc.poll() is None and _accepts(LOOPBACK, self._ports[name])
+        return proc is not None and proc.poll() is None and accepts(LOOPBACK, self._ports[name])
 
     def supervisor(self, after_restart: dict[str, Any] | None = None):  # noqa: ANN201
         """A :class:`infra.supervisor.Supervisor` of every part this stack started; its state
@@ -406,7 +406,7 @@ class EmbeddedStack:
         tmp.replace(self.state_dir / "stack.json")
 
 
-def _accepts(host: str, port: int, timeout: float = 1.0) -> bool:
+def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True

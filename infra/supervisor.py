@@ -71,6 +71,14 @@ class Supervisor:
         for p in parts:
             PART_UP.labels(p.name).set(1)
 
+    def add(self, part: Part) -> None:
+        """Supervise one more part from now on (one started after the stack: the API, the worker)."""
+        self.states[part.name] = PartState()
+        self._recent[part.name] = deque()
+        self.parts = {**self.parts, part.name: part}  # a new dict: poll_once iterates the old one safely
+        PART_UP.labels(part.name).set(1)
+        self._changed()
+
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {name: st.as_dict() for name, st in self.states.items()}
 
@@ -92,7 +100,7 @@ class Supervisor:
 
     def poll_once(self) -> None:
         now = time.monotonic()
-        for name, part in self.parts.items():
+        for name, part in list(self.parts.items()):
             st = self.states[name]
             if st.state == "failed":
                 continue

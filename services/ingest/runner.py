@@ -361,6 +361,16 @@ class IngestService:
         self._reconciler = threading.Thread(target=self._follow, name="ingest-reconcile", daemon=True)
         self._reconciler.start()
 
+    def following(self) -> bool:
+        """True while the reconcile loop runs (or when there is none to run: a static camera set)."""
+        return self._reconciler is None or self._reconciler.is_alive() or self.stop.is_set()
+
+    def follow_again(self) -> None:
+        """Start the reconcile loop again after it died (the supervisor's restart)."""
+        if self.desired is not None and not self.following():
+            self._reconciler = threading.Thread(target=self._follow, name="ingest-reconcile", daemon=True)
+            self._reconciler.start()
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the running cameras' sources to end; True when none is left streaming."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -118,6 +118,9 @@ class OutboxRelay:
             if n < self.batch:
                 self.stop.wait(self.idle_s)
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> OutboxRelay:
         self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
         self._thread.start()

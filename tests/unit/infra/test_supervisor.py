@@ -89,3 +89,13 @@ def test_backoff_spaces_the_tries_of_a_part_that_keeps_failing_to_start():
     assert sv.states["kafka"].state == "down" and p.starts == 1
     _poll_until(sv, lambda: sv.states["kafka"].state == "up")
     assert p.starts == 3 and time.monotonic() - t0 >= 0.2 + 0.4 - 0.05  # waits 0.2 s, then 0.4 s
+
+
+def test_a_part_added_later_is_supervised_and_reported():
+    base, later, changes = Flaky(), Flaky(), []
+    sv = _sv([Part("kafka", base.start, base.check)], on_change=changes.append)
+    sv.add(Part("api", later.start, later.check))
+    assert set(changes[-1]) == {"kafka", "api"}
+    later.alive = False
+    _poll_until(sv, lambda: later.alive)
+    assert sv.states["api"].restarts == 1 and sv.states["kafka"].restarts == 0
