@@ -299,8 +299,11 @@ def rescore(
     # the cameras' prompt sets (SQL's too), thresholds and masks as the control plane hands them
     # to the live worker; an app of its own is deployed with that configuration (the live app
     # keeps serving its cameras meanwhile)
-    control = ServingReconciler(s, engine, lambda: uc, lambda cfg: handles.append(
-        deploy_scoring_app(s_app, user_config=cfg)) if own_app else None)
+    def apply(cfg: dict) -> None:
+        if own_app:
+            handles.append(deploy_scoring_app(s_app, user_config=cfg))
+
+    control = ServingReconciler(s, engine, lambda: uc, apply)
     control.poll()
     handle = handles[0]
     worker = ScoringWorker(s, score_fn=handle_score_fn(handle), sink=Sink(engine), store=store, producer=None,
