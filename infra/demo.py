@@ -79,7 +79,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
     from sqlmodel import Session, func, select
 
     from infra.embedded import LOOPBACK, EmbeddedStack, accepts, wait_tcp
-    from infra.supervisor import Part
+    from infra.supervisor import MainThread, Part
     from services.api.main import create_app
     from services.ingest.runner import IngestService
     from services.scoring.deploy import RebindableScoreFn, deploy_scoring_app
@@ -112,7 +112,8 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         serving["control"].applied = uc
         return {"redeployed": 1}
 
-    supervisor = stack.supervisor({"kafka": after_broker_restart(s), "ray": after_ray_restart}).start()
+    main = MainThread()  # Ray restarts run here, in the loop below
+    supervisor = stack.supervisor({"kafka": after_broker_restart(s), "ray": after_ray_restart}, main=main).start()
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads: list[threading.Thread] = []
@@ -230,7 +231,7 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
                 break
             if all(h.state in ("finished", "failed") for h in ingest.health()):
                 break
-            stop.wait(1.0)
+            main.serve(1.0)
             if time.monotonic() - last >= 10:
                 last = time.monotonic()
                 with Session(engine) as db:

@@ -288,13 +288,23 @@ class EmbeddedStack:
         proc = next((p.proc for p in self.procs if p.name == name), None)
         return proc is not None and proc.poll() is None and accepts(LOOPBACK, self._ports[name])
 
-    def supervisor(self, after_restart: dict[str, Any] | None = None):  # noqa: ANN201
+    def supervisor(self, after_restart: dict[str, Any] | None = None, main: Any = None):  # noqa: ANN201
         """A :class:`infra.supervisor.Supervisor` of every part this stack started; its state
-        goes to ``stack.json`` (the API's ``GET /stack`` and the dashboard read it)."""
+        goes to ``stack.json`` (the API's ``GET /stack`` and the dashboard read it). ``main``
+        (an :class:`infra.supervisor.MainThread` the caller's main loop serves) restarts Ray on
+        the main thread, the only one its driver restarts cleanly from; without it Ray is
+        watched but not restarted."""
         from infra.supervisor import Part, Supervisor
 
+        def start(n: str) -> None:
+            if n != "ray":
+                return self.restart(n)
+            if main is None:
+                raise StackError("the Ray head died; this process cannot start it again (restart the command)")
+            return main.call(lambda: self.restart("ray"))
+
         names = [p.name for p in self.procs] + (["ray"] if self._ray_started else [])
-        parts = [Part(n, start=lambda n=n: self.restart(n), check=lambda n=n: self.alive(n),
+        parts = [Part(n, start=lambda n=n: start(n), check=lambda n=n: self.alive(n),
                       after_restart=(after_restart or {}).get(n)) for n in names]
         sv = self.settings.supervisor
 
@@ -374,7 +384,11 @@ class EmbeddedStack:
 
     def _restart_ray(self) -> None:
         import ray
+        from ray._private import auto_init_hook
 
+        # the worker's threads keep calling Serve meanwhile: without this, their next call would
+        # start a default Ray of its own between shutdown and init ("ray.init twice")
+        auto_init_hook.enable_auto_connect = False
         try:
             ray.shutdown()  # the dead head's driver state; its surviving processes are stopped
         except Exception as exc:  # noqa: BLE001

@@ -13,9 +13,11 @@ and a metric, never a flood: a part that stays down is logged once.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,3 +171,29 @@ class Supervisor:
         self.stop.set()
         if self._thread is not None:
             self._thread.join(60)
+
+
+class MainThread:
+    """Runs, on the main thread, what other threads must not do themselves: Ray's driver can only
+    be shut down and started again cleanly from the thread that started it (from another one,
+    the dead head's client lingers and kills the process 60 s later). The supervisor's thread
+    hands the call over with :meth:`call`; the main loop runs it in :meth:`serve`."""
+
+    def __init__(self) -> None:
+        self._calls: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+
+    def call(self, fn: Callable[[], Any], timeout_s: float = 600.0) -> Any:
+        fut: Future = Future()
+        self._calls.put((fn, fut))
+        return fut.result(timeout_s)
+
+    def serve(self, wait_s: float) -> None:
+        """Wait up to ``wait_s`` for a call and run it (the main loop's sleep)."""
+        try:
+            fn, fut = self._calls.get(timeout=wait_s)
+        except queue.Empty:
+            return
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001  handed back to the caller
+            fut.set_exception(exc)

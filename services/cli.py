@@ -99,10 +99,13 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None,
 
     # every part is restarted when it dies (the broker's topics and unscored segments recovered);
     # one that dies beyond the restart budget stops the stack with its reason and exit code 1
-    supervisor = stack.supervisor({"kafka": after_broker_restart(stack.resolved_settings())}).start()
+    from infra.supervisor import MainThread
+
+    main = MainThread()  # a dead Ray head is started again here, on the main thread
+    supervisor = stack.supervisor({"kafka": after_broker_restart(stack.resolved_settings())}, main=main).start()
     with _StopOnSignal() as stop:
-        while not stop.wait(1.0) and not supervisor.failed.is_set():
-            pass
+        while not stop.is_set() and not supervisor.failed.is_set():
+            main.serve(1.0)
     supervisor.close()
     stack.stop()
     if supervisor.failed.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from vigil.config import Settings
@@ -128,18 +129,32 @@ def handle_score_fn(handle: Any, timeout_s: float = 120.0):
 
 class RebindableScoreFn:
     """The worker's score function on whichever Serve handle is current: after the embedded Ray
-    head restarts, the app is deployed again and :meth:`bind` points the worker at it (the
-    calls in between fail as transient and are retried)."""
+    head restarts, the app is deployed again and :meth:`bind` points the worker at it. A call
+    still waiting on the old handle (whose replicas are gone; Serve would retry its routing for
+    ever) gives up within ``poll_s`` of the rebind with a ConnectionError, which the worker
+    counts as transient and retries on the new app."""
 
-    def __init__(self, handle: Any, timeout_s: float = 120.0) -> None:
-        self.timeout_s = timeout_s
+    def __init__(self, handle: Any, timeout_s: float = 120.0, poll_s: float = 1.0) -> None:
+        self.timeout_s, self.poll_s = timeout_s, poll_s
+        self.generation = 0
         self.bind(handle)
 
     def bind(self, handle: Any) -> None:
-        self._fn = handle_score_fn(handle, self.timeout_s)
+        self.handle = handle
+        self.generation += 1
 
-    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return self._fn(*args, **kwargs)
+    def __call__(self, frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001, ANN204
+        gen, handle = self.generation, self.handle
+        response = handle.score_segment.remote(frames, state, prompt_set, camera_id, detector_state, fps)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return response.result(timeout_s=min(self.poll_s, max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                if self.generation != gen:
+                    raise ConnectionError("the scoring app was deployed again (Ray restarted); retrying on it") from None
+                if time.monotonic() >= deadline:
+                    raise
 
     def stats(self) -> Any:
-        return self._fn.stats()
+        return self.handle.encoder_stats.remote().result(timeout_s=30)

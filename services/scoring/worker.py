@@ -31,6 +31,7 @@ rewind the camera's next segment starts Detect cold). All of it is dropped on re
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import defaultdict, deque
@@ -132,10 +133,23 @@ TRANSIENT, DETERMINISTIC = "transient", "deterministic"
 _DETERMINISTIC = (ValueError, TypeError, KeyError, IndexError, AttributeError, NotImplementedError, ArithmeticError)
 
 
+def _raised_inside_ray(exc: BaseException) -> bool:
+    """The exception comes from Ray's own code (its client state, not a replica's answer): Ray
+    restarting under the caller raises AttributeError and the like from its internals."""
+    if any(c.__name__ == "RayTaskError" for c in type(exc).__mro__):
+        return False  # a replica's own exception, re-raised: judged by its type
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and f"{os.sep}ray{os.sep}" in last.tb_frame.f_code.co_filename
+
+
 def failure_kind(exc: BaseException) -> str:
     """``deterministic`` for a failure that will repeat, ``transient`` for one that may pass
-    (timeouts, connections, a dead replica, an unreachable store or database)."""
-    if isinstance(exc, (TimeoutError, ConnectionError, OSError)):
+    (timeouts, connections, a dead replica, an unreachable store or database, Ray itself
+    restarting)."""
+    if isinstance(exc, (TimeoutError, ConnectionError, OSError)) or _raised_inside_ray(exc):
         return TRANSIENT
     return DETERMINISTIC if isinstance(exc, _DETERMINISTIC) else TRANSIENT
 

@@ -297,6 +297,33 @@ def test_failures_are_told_apart():
     assert [failure_kind(e) for e in (TimeoutError(), ConnectionRefusedError(), RuntimeError("store down"))] == ["transient"] * 3
 
 
+def _raised_in(filename: str, exc_type: type) -> BaseException:
+    code = compile("raise exc_type('from inside')", filename, "exec")
+    try:
+        exec(code, {"exc_type": exc_type})  # noqa: S102  (a frame whose file is ``filename``)
+    except exc_type as exc:
+        return exc
+    raise AssertionError("not raised")
+
+
+def test_an_error_from_rays_own_code_is_transient_a_replicas_is_judged_by_type():
+    from services.scoring.worker import failure_kind
+
+    # Ray restarting under the worker: AttributeError from its client internals
+    inside = _raised_in("/venv/lib/python3.11/site-packages/ray/_private/worker.py", AttributeError)
+    assert failure_kind(inside) == "transient"
+    assert failure_kind(_raised_in("/srv/vigil/shared/model/score.py", AttributeError)) == "deterministic"
+
+    class RayTaskError(Exception):  # Ray re-raises a replica's exception as a subclass of RayTaskError and its type
+        pass
+
+    class ReplicaValueError(RayTaskError, ValueError):
+        pass
+
+    assert failure_kind(_raised_in("/venv/lib/python3.11/site-packages/ray/_private/worker.py",
+                                   ReplicaValueError)) == "deterministic"
+
+
 def test_masks_and_tuning_from_the_control_plane_apply_before_scoring(settings, engine):
     from services.scoring.control_plane import ConfiguredControl
     from vigil.regions import MASK_GREY, Mask
