@@ -42,8 +42,11 @@ def _settings(config: Path | None, state_dir: Path | None = None, **overrides) -
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("kafka", "urllib3", "alembic"):
+    for noisy in ("urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python logs every failed reconnect as an error (a hundred lines a broker outage); the
+    # supervisor and the services say once what is down and when it is back
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     return s
 
 

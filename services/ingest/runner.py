@@ -122,6 +122,7 @@ class CameraIngest:
         self.buffer: queue.Queue[PendingSegment] = queue.Queue(self.buffer_segments)
         self.capture_done = threading.Event()
         self.epoch = int(time.time() * 1000)  # distinguishes this run's segment ids from earlier runs'
+        self._failing_since: float | None = None  # uploads failing since (monotonic); logged once per outage
 
     # -- capture
     def capture(self) -> None:
@@ -228,6 +229,10 @@ class CameraIngest:
             try:
                 self.store.put(item.ref.object_key, item.payload, CONTENT_TYPE)
                 self.producer.send(self.topic, key=self.cam.id.encode(), value=item.ref.encode()).get(timeout=30)
+                if self._failing_since is not None:  # one line per outage, not one per retry
+                    log.info("camera %s: uploads work again after %.0f s", self.cam.id,
+                             time.monotonic() - self._failing_since)
+                    self._failing_since = None
                 return True
             except Exception as exc:  # noqa: BLE001  keep the segment and retry
                 metrics.INGEST_ERRORS.labels(self.cam.id, "upload").inc()
@@ -237,7 +242,10 @@ class CameraIngest:
                     log.error("camera %s: object store unavailable at shutdown; %d segment(s) not stored: %s",
                               self.cam.id, lost, exc)
                     return False
-                log.warning("camera %s: upload of %s failed (%s); retrying", self.cam.id, item.ref.segment_id, exc)
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                    log.warning("camera %s: upload of %s failed (%s); retrying every second, segments kept "
+                                "in the buffer", self.cam.id, item.ref.segment_id, exc)
                 time.sleep(1.0)
 
     def run(self) -> SourceHealth:

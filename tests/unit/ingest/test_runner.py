@@ -75,11 +75,17 @@ def test_a_finite_source_ends_with_its_partial_segment(tmp_path):
     assert decode_segment(store.objects[refs[-1].object_key]).frames.shape[0] == 2
 
 
-def test_store_outage_is_retried_and_nothing_is_lost(tmp_path):
+def test_store_outage_is_retried_and_nothing_is_lost(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="services.ingest.runner")
     store, prod = FakeStore(fail_for_s=2.5), FakeProducer()
     ci = CameraIngest(_camera(tmp_path), store, prod, "t", buffer_segments=8)
     health = ci.run()
     assert store.failures >= 2 and health.segments == 5 and len(prod.sent) == 5 and health.dropped == 0
+    lines = [r.getMessage() for r in caplog.records]
+    # one line when the outage starts, one when it ends: not one per retry
+    assert sum("failed" in m for m in lines) == 1 and sum("work again" in m for m in lines) == 1, lines
 
 
 def test_realtime_camera_drops_oldest_when_buffer_is_full(tmp_path):
