@@ -151,6 +151,13 @@ class RebindableScoreFn:
             try:
                 return response.result(timeout_s=min(self.poll_s, max(0.01, deadline - time.monotonic())))
             except TimeoutError:
+                if self.generation != gen or time.monotonic() >= deadline:
+                    # stop Serve retrying it: on a dead cluster its router would keep touching the
+                    # old driver, which makes Ray end the process at shutdown
+                    try:
+                        response.cancel()
+                    except Exception:  # noqa: BLE001
+                        pass
                 if self.generation != gen:
                     raise ConnectionError("the scoring app was deployed again (Ray restarted); retrying on it") from None
                 if time.monotonic() >= deadline:
