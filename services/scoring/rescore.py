@@ -100,7 +100,6 @@ def rescore(worker: ScoringWorker, camera_id: str, t_from: datetime, t_to: datet
     rt = starting_runtime(engine, worker, camera_id)
     fps = worker.control.params_for(camera_id).fps
     found: list[str] = []
-    versions: set[str] = set()
     for row in tqdm(rows, desc=f"rescore {camera_id}", unit="segment", disable=not progress):
         ref = SegmentRef(segment_id=row.segment_id, camera_id=camera_id, seq=row.seq, t_start=as_utc(row.t_start),
                          t_end=as_utc(row.t_end), fps=fps, n_frames=max(1, len(row.frame_scores)), width=1, height=1,

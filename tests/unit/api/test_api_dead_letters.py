@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from services.scoring.relay import OutboxRelay
 from vigil.contracts import DeadLetter
-from vigil.models import DeadLetterRow, Delivery, Event, utcnow
+from vigil.models import Delivery, Event, utcnow
 from services.scoring.sink import Sink
 
 
