@@ -112,8 +112,14 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         serving["control"].applied = uc
         return {"redeployed": 1}
 
+    def before_ray_restart() -> None:
+        """The worker's calls wait for the new app instead of reaching into the old cluster."""
+        if serving:
+            serving["score_fn"].unbind()
+
     main = MainThread()  # Ray restarts run here, in the loop below
-    supervisor = stack.supervisor({"kafka": after_broker_restart(s), "ray": after_ray_restart}, main=main).start()
+    supervisor = stack.supervisor({"kafka": after_broker_restart(s), "ray": after_ray_restart}, main=main,
+                                  before_restart={"ray": before_ray_restart}).start()
     stop = threading.Event()
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     threads: list[threading.Thread] = []

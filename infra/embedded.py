@@ -288,8 +288,10 @@ class EmbeddedStack:
         proc = next((p.proc for p in self.procs if p.name == name), None)
         return proc is not None and proc.poll() is None and accepts(LOOPBACK, self._ports[name])
 
-    def supervisor(self, after_restart: dict[str, Any] | None = None, main: Any = None):  # noqa: ANN201
-        """A :class:`infra.supervisor.Supervisor` of every part this stack started; its state
+    def supervisor(self, after_restart: dict[str, Any] | None = None, main: Any = None,  # noqa: ANN201
+                   before_restart: dict[str, Any] | None = None):
+        """A :class:`infra.supervisor.Supervisor` of every part this stack started (hooks by part
+        name: see :class:`infra.supervisor.Part`); its state
         goes to ``stack.json`` (the API's ``GET /stack`` and the dashboard read it). ``main``
         (an :class:`infra.supervisor.MainThread` the caller's main loop serves) restarts Ray on
         the main thread, the only one its driver restarts cleanly from; without it Ray is
@@ -305,7 +307,8 @@ class EmbeddedStack:
 
         names = [p.name for p in self.procs] + (["ray"] if self._ray_started else [])
         parts = [Part(n, start=lambda n=n: start(n), check=lambda n=n: self.alive(n),
-                      after_restart=(after_restart or {}).get(n)) for n in names]
+                      after_restart=(after_restart or {}).get(n), before_restart=(before_restart or {}).get(n))
+                 for n in names]
         sv = self.settings.supervisor
 
         def record(snapshot: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Supervision of the one-machine stack's parts, as an appliance's init would do it.
 
 Each :class:`Part` has a start (returns when the part answers, or raises), a health check and
-an optional ``after_restart`` (what the platform must redo once the part is back: the memory-only
-broker lost its topics, so they are re-created and the unscored segments re-announced). The
+an optional ``before_restart`` (what must stop using the dead part first: the scoring worker's
+calls into the old Ray cluster) and ``after_restart`` (what the platform must redo once the part
+is back: the memory-only broker lost its topics, so they are re-created and the unscored segments
+re-announced). The
 :class:`Supervisor` checks every part each ``interval_s``; a part whose check fails is restarted
 with exponential backoff; more than ``budget`` restarts within ``window_s`` (or a part that
 cannot start again) stop supervision with a reason that names the part, and :attr:`failed` is
@@ -36,6 +38,7 @@ class Part:
     start: Callable[[], Any]  # (re)starts it and returns once it answers; raises when it cannot
     check: Callable[[], bool]  # True while healthy
     after_restart: Callable[[], Any] | None = None
+    before_restart: Callable[[], Any] | None = None
     # what the part restart did (e.g. {"reannounced": 12}); summed into the stack's summary
     results: dict[str, int] = field(default_factory=dict)
 
@@ -133,6 +136,8 @@ class Supervisor:
             st.restarts += 1
             PART_RESTARTS.labels(name).inc()
             try:
+                if part.before_restart is not None:
+                    part.before_restart()
                 part.start()
             except Exception as exc:  # noqa: BLE001  it cannot start: back off, count it
                 st.last_error = f"{type(exc).__name__}: {exc}"[:500]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -128,40 +129,58 @@ def handle_score_fn(handle: Any, timeout_s: float = 120.0):
 
 
 class RebindableScoreFn:
-    """The worker's score function on whichever Serve handle is current: after the embedded Ray
-    head restarts, the app is deployed again and :meth:`bind` points the worker at it. A call
-    still waiting on the old handle (whose replicas are gone; Serve would retry its routing for
-    ever) gives up within ``poll_s`` of the rebind with a ConnectionError, which the worker
-    counts as transient and retries on the new app."""
+    """The worker's score function on whichever Serve handle is current. Before the embedded
+    Ray head is started again :meth:`unbind` parks new calls (they wait for the new app rather
+    than reach a handle of the old cluster); once the app is deployed again :meth:`bind` points
+    the worker at it. A call that fails, or is still waiting on the old handle when the handle
+    changes, is cancelled in Serve's router: left there, its routing would retry for ever and
+    touch the old driver, which makes Ray end the whole process at shutdown. Such a call raises
+    ConnectionError, which the worker counts as transient and retries on the new app."""
 
     def __init__(self, handle: Any, timeout_s: float = 120.0, poll_s: float = 1.0) -> None:
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self.generation = 0
+        self._bound = threading.Condition()
+        self.handle: Any = None
         self.bind(handle)
 
     def bind(self, handle: Any) -> None:
-        self.handle = handle
-        self.generation += 1
+        with self._bound:
+            self.handle = handle
+            self.generation += 1
+            self._bound.notify_all()
+
+    def unbind(self) -> None:
+        with self._bound:
+            self.handle = None
+            self.generation += 1
 
     def __call__(self, frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001, ANN204
-        gen, handle = self.generation, self.handle
-        response = handle.score_segment.remote(frames, state, prompt_set, camera_id, detector_state, fps)
         deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                return response.result(timeout_s=min(self.poll_s, max(0.01, deadline - time.monotonic())))
-            except TimeoutError:
-                if self.generation != gen or time.monotonic() >= deadline:
-                    # stop Serve retrying it: on a dead cluster its router would keep touching the
-                    # old driver, which makes Ray end the process at shutdown
-                    try:
-                        response.cancel()
-                    except Exception:  # noqa: BLE001
-                        pass
-                if self.generation != gen:
-                    raise ConnectionError("the scoring app was deployed again (Ray restarted); retrying on it") from None
-                if time.monotonic() >= deadline:
-                    raise
+        with self._bound:
+            if not self._bound.wait_for(lambda: self.handle is not None, timeout=self.timeout_s):
+                raise ConnectionError(f"no scoring app for {self.timeout_s:.0f} s (Ray restarting)")
+            gen, handle = self.generation, self.handle
+        response = handle.score_segment.remote(frames, state, prompt_set, camera_id, detector_state, fps)
+        done = False
+        try:
+            while True:
+                try:
+                    result = response.result(timeout_s=min(self.poll_s, max(0.01, deadline - time.monotonic())))
+                    done = True
+                    return result
+                except TimeoutError:
+                    if self.generation != gen:
+                        raise ConnectionError("the scoring app is being deployed again (Ray restarted); "
+                                              "retrying on it") from None
+                    if time.monotonic() >= deadline:
+                        raise
+        finally:
+            if not done:
+                try:
+                    response.cancel()
+                except Exception:  # noqa: BLE001  best effort: the router may be gone with its cluster
+                    pass
 
     def stats(self) -> Any:
         return self.handle.encoder_stats.remote().result(timeout_s=30)

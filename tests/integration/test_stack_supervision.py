@@ -187,8 +187,6 @@ def test_a_part_that_cannot_start_again_stops_vigil_up_naming_it(tmp_path):
     print(f"\nbinary removed: exit {rc} after {stopped_after:.1f} s")
 
 
-@pytest.mark.slow  # out of CI until fixed: the recovery is right, but Ray ends the demo with exit 1 at shutdown
-# (the old Serve handle's router keeps retrying against the dead cluster; cancelling its calls did not stop it)
 def test_ray_head_sigkilled_in_vigil_demo_app_redeployed_and_scoring_goes_on(tmp_path):
     """`vigil demo` (its own Ray): its GCS server SIGKILLed once it scores; the supervisor starts
     a new local Ray, the scoring app is deployed again with the active versions, the worker

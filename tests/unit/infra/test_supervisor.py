@@ -56,6 +56,17 @@ def test_a_dead_part_is_restarted_and_its_recovery_runs_once_per_restart(caplog)
     assert not sv.failed.is_set()
 
 
+def test_before_restart_runs_before_each_start_and_after_restart_after_it():
+    order: list[str] = []
+    ray = Flaky()
+    start = ray.start
+    sv = _sv([Part("ray", lambda: (order.append("start"), start()), ray.check,
+                   before_restart=lambda: order.append("before"), after_restart=lambda: order.append("after"))])
+    ray.alive = False
+    _poll_until(sv, lambda: ray.alive)
+    assert order == ["before", "start", "after"]
+
+
 def test_a_part_that_cannot_start_backs_off_then_stops_the_stack_naming_it(caplog):
     s3 = Flaky(start_failures=100)
     sv = _sv([Part("s3", s3.start, s3.check)], budget=3)
