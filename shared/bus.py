@@ -24,8 +24,19 @@ def _bootstrap(cfg: KafkaSettings) -> list[str]:
     return [s.strip() for s in cfg.bootstrap_servers.split(",") if s.strip()]
 
 
+def topic_specs(cfg: KafkaSettings) -> list[NewTopic]:
+    """The topics Vigil creates, as configured (the chart's KafkaTopic resources say the same)."""
+    rf = cfg.replication_factor
+    return [
+        NewTopic(cfg.segments_topic, num_partitions=cfg.partitions, replication_factor=rf),
+        NewTopic(cfg.events_topic, num_partitions=cfg.events_partitions or cfg.partitions, replication_factor=rf),
+        NewTopic(cfg.dlq_topic, num_partitions=cfg.dlq_partitions, replication_factor=rf),
+    ]
+
+
 def ensure_topics(cfg: KafkaSettings, timeout_s: float = 30.0) -> None:
-    """Create the segments (partitioned), events and dead-letter topics if missing."""
+    """Create the segments (partitioned), events and dead-letter topics if missing, with the
+    configured partitions and replication factor (existing topics are left as they are)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -38,12 +49,7 @@ def ensure_topics(cfg: KafkaSettings, timeout_s: float = 30.0) -> None:
             time.sleep(0.5)
     try:
         existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(cfg.segments_topic, num_partitions=cfg.partitions, replication_factor=1),
-            NewTopic(cfg.events_topic, num_partitions=cfg.partitions, replication_factor=1),
-            NewTopic(cfg.dlq_topic, num_partitions=1, replication_factor=1),
-        ]
-        missing = [t for t in wanted if t.name not in existing]
+        missing = [t for t in topic_specs(cfg) if t.name not in existing]
         if missing:
             try:
                 admin.create_topics(missing)

@@ -42,6 +42,11 @@ class KafkaSettings(_Strict):
     events_topic: str = "vigil.events.v1"
     dlq_topic: str = "vigil.segments.dlq"
     partitions: int = Field(4, ge=1, le=1024, description="partitions of the segments topic")
+    events_partitions: int | None = Field(None, ge=1, le=1024, description="partitions of the events topic; "
+                                          "empty = as the segments topic")
+    dlq_partitions: int = Field(1, ge=1, le=1024, description="partitions of the dead-letter topic")
+    replication_factor: int = Field(1, ge=1, le=16, description="replicas of each topic Vigil creates; a cluster's "
+                                    "brokers want 3 (the embedded broker has one)")
     consumer_group: str = "vigil-scoring"
     session_timeout_ms: int = Field(6000, ge=1000)
     heartbeat_interval_ms: int = Field(1000, ge=100)

@@ -79,6 +79,9 @@ app.kubernetes.io/part-of: vigil
     "events_topic" $v.kafka.topics.events.name
     "dlq_topic" $v.kafka.topics.dlq.name
     "partitions" $v.kafka.topics.segments.partitions
+    "events_partitions" $v.kafka.topics.events.partitions
+    "dlq_partitions" $v.kafka.topics.dlq.partitions
+    "replication_factor" $v.kafka.topics.segments.replicas
     "consumer_group" $v.kafka.consumerGroup)
   "s3" (dict
     "endpoint" (required "s3.endpoint is required" $v.s3.endpoint)

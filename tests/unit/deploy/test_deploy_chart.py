@@ -380,7 +380,13 @@ def test_strimzi_topics_match_settings():
     assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == cluster for t in topics.values())
     settings = load_yaml(r.get("ConfigMap", "vigil-config")["data"]["config.yaml"])
     assert settings["kafka"]["bootstrap_servers"] == f"{cluster}-kafka-bootstrap:9092"
-    assert settings["kafka"]["partitions"] == topics[SEGMENTS_TOPIC]["spec"]["partitions"]
+    from vigil.bus import topic_specs
+    from vigil.config import KafkaSettings
+
+    # what ensure_topics would create from the pods' settings is what Strimzi creates
+    made = {t.name: (t.num_partitions, t.replication_factor) for t in topic_specs(KafkaSettings(**settings["kafka"]))}
+    assert made == {n: (t["spec"]["partitions"], t["spec"]["replicas"]) for n, t in topics.items()}
+    assert made[DLQ_TOPIC] != made[SEGMENTS_TOPIC] and made[SEGMENTS_TOPIC][1] == 3
 
 
 def test_ingest_group_from_secret_has_no_configmap():
