@@ -186,20 +186,40 @@ def test_sql_injection_attempts_fail_cleanly(client, admin, seed, make_event, en
         assert len(s.exec(select(Event)).all()) == 5
 
 
-@pytest.mark.parametrize("path", [
-    "/events/..%2F..%2F..%2Fetc%2Fpasswd",
-    "/events/%2e%2e%2f%2e%2e%2fetc%2fpasswd/feedback",
-    "/cameras/..%2F..%2Fetc%2Fpasswd",
-    "/cameras/%2e%2e",
-    "/contexts/..%2F..%2Fetc/prompt-sets",
-    "/contexts/default/prompt-sets/..%2F..%2Fetc%2Fpasswd",
-    "/models/..%2F..%2Fsecrets",
-    "/events/....//....//etc/passwd",
-])
-def test_path_traversal_attempts_fail_cleanly(client, admin, path):
-    r = client.get(path, headers=admin)
-    assert r.status_code in (404, 405, 422), (path, r.status_code)
-    assert "root:" not in r.text
+TRAVERSALS = ["..%2F..%2Fsecrets%2Fadmin.txt", "%2e%2e%2f%2e%2e%2fsecrets", "....//....//secrets",
+              "..%5C..%5Csecrets", "%252e%252e%252fsecrets", "cam-a%2F..%2F..%2Fsecrets"]
+# every route that takes a camera id, context, prompt-set name, event id or model version in its path
+ROUTES = ["/cameras/{x}", "/cameras/{x}/snapshot", "/cameras/{x}/scores", "/cameras/{x}/health", "/contexts/{x}",
+          "/contexts/{x}/prompt-sets", "/contexts/default/prompt-sets/{x}", "/prompt-sets/{x}",
+          "/prompt-sets/{x}/versions", "/events/{x}", "/events/{x}/feedback", "/events/{x}/deliveries",
+          "/models/{x}"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_path_traversal_in_ids_and_names_reaches_no_object_or_file(client, admin, store, seed, make_event, route,
+                                                                  settings, monkeypatch):
+    """Ids and names that try to climb out of their prefix answer 404/422, never 200 or 500,
+    and no object outside the camera's own keys is read: the API never builds a key or a
+    path from what the URL says."""
+    import builtins
+
+    store.put("secrets/admin.txt", b"TOP-SECRET-OBJECT")
+    (settings.state_dir / "secrets").mkdir(exist_ok=True)
+    (settings.state_dir / "secrets" / "admin.txt").write_text("TOP-SECRET-FILE")
+    seed([make_event(1)])
+    client.post("/cameras", headers=admin, json={"id": "cam-a", "source_type": "synthetic", "source_uri": "plaza"})
+    read_keys: list[str] = []
+    get = store.get
+    monkeypatch.setattr(store, "get", lambda key: read_keys.append(key) or get(key))
+    opened: list[str] = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    for x in TRAVERSALS:
+        r = client.get(route.format(x=x), headers=admin)
+        assert r.status_code in (404, 405, 422), (route, x, r.status_code, r.text[:200])
+        assert "TOP-SECRET" not in r.text and "root:" not in r.text
+    assert not [k for k in read_keys if "secrets" in k or ".." in k], read_keys
+    assert not [f for f in opened if "secrets" in f or "passwd" in f], opened
 
 
 def test_camera_credentials_never_returned_or_logged(client, admin, caplog, keys):

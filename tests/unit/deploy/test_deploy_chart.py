@@ -232,6 +232,48 @@ def test_serving_components_have_probes(label):
                 assert handler and handler["port"] in port_names | {p["containerPort"] for p in c["ports"]}
 
 
+def _probe_paths(label: str) -> dict[str, set[str]]:
+    """Component name -> the HTTP paths its probes call (a kubelet sends no credentials)."""
+    out: dict[str, set[str]] = {}
+    for dep in rendered(label).of_kind("Deployment"):
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+            if "httpGet" in c.get(kind, {}):
+                out.setdefault(dep["metadata"]["labels"]["app.kubernetes.io/component"], set()).add(
+                    c[kind]["httpGet"]["path"])
+    return out
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_http_probe_answers_without_credentials_on_the_real_app(label, tmp_path):
+    """The probe paths of the API and the score worker, called as a kubelet calls them: on the
+    API's real app (database and object store reachable) and the worker's real metrics server."""
+    import httpx
+    from fastapi.testclient import TestClient
+
+    from services.api.main import create_app
+    from vigil.config import Settings
+    from vigil.db import make_engine, migrate
+    from vigil.metrics import serve_metrics
+
+    paths = _probe_paths(label)
+    assert {"api", "scoring"} <= set(paths), paths
+    s = Settings(state_dir=tmp_path, database={"url": f"sqlite:///{tmp_path / 'p.db'}"})
+    migrate(s.database_url)
+    engine = make_engine(s.database_url)
+    with TestClient(create_app(s, engine=engine, store=None)) as api:
+        for path in paths.pop("api"):
+            r = api.get(path)  # no X-API-Key
+            assert r.status_code == 200, (path, r.status_code, r.text)
+            assert set(r.json()) <= {"status", "database", "object_store"}  # status only: no host, no version
+    engine.dispose()
+    port = serve_metrics(0)
+    for path in paths.pop("scoring"):
+        assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code == 200, path
+    # the dashboard's is Streamlit's own health route (exercised in tests/integration/test_dashboard_browser.py)
+    assert set(paths) <= {"dashboard"} and paths.get("dashboard", {"/_stcore/health"}) == {"/_stcore/health"}, paths
+
+
 @pytest.mark.parametrize("label", LABELS)
 def test_secrets_are_referenced_never_inlined(label):
     assert not rendered(label).of_kind("Secret"), "the chart must reference existing Secrets, not create them"
