@@ -229,14 +229,30 @@ def run_demo(settings: Settings, *, minutes: float = 0, n_cameras: int = 3, dash
         echo("scoring  started")
         deadline = time.monotonic() + minutes * 60 if minutes > 0 else None
         last = 0.0
+        sources_ended = False
+        progress = (-1, time.monotonic())  # (rows, when they last grew): a stalled tail is given up
         while not stop.is_set():
             if supervisor.failed.is_set():
                 echo(f"stopping: a part of the stack failed beyond its restart budget: {supervisor.reason}")
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if all(h.state in ("finished", "failed") for h in ingest.health()):
-                break
+            health = ingest.health()
+            if all(h.state in ("finished", "failed") for h in health):
+                # finite sources (files, frame folders) ended: stop once all they published is
+                # scored; the main thread keeps serving meanwhile (a Ray restart runs here)
+                if not sources_ended:
+                    sources_ended = True
+                    echo("every source ended: scoring what they published ...")
+                with Session(engine) as db:
+                    n_seg = db.exec(select(func.count()).select_from(SegmentScore)).one()
+                if n_seg >= sum(h.segments for h in health):
+                    break
+                if n_seg > progress[0]:
+                    progress = (n_seg, time.monotonic())
+                elif time.monotonic() - progress[1] > 120:
+                    echo(f"stopping: no segment scored for 120 s ({n_seg} of {sum(h.segments for h in health)})")
+                    break
             main.serve(1.0)
             if time.monotonic() - last >= 10:
                 last = time.monotonic()

@@ -398,7 +398,10 @@ def api(config: ConfigOpt = None, state_dir: StateOpt = None) -> None:
         s = _resolved(s)
     except typer.Exit:
         pass  # the API can run on the database alone; clip URLs need S3
-    serve(s)
+    try:
+        serve(s)
+    except ConfigError as exc:
+        raise _fail(str(exc), code=2) from None
 
 
 def _streamlit_argv(s: Settings, port: int) -> list[str]:
@@ -434,7 +437,9 @@ def demo(
     """Everything on one machine: embedded stack, synthetic cameras, scoring, API and dashboard."""
     from infra.demo import run_demo
 
-    s = _settings(config, state_dir or Path(".vigil/demo"))
+    # a demo on one machine: the published default keys are accepted, and it says so
+    s = _settings(config, state_dir or Path(".vigil/demo"), environment="development")
+    typer.echo("environment: development (the published default API key is accepted; do not expose this demo)")
     summary = run_demo(s, minutes=minutes, n_cameras=cameras, dashboard=not no_dashboard, echo=typer.echo)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)

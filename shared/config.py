@@ -203,10 +203,14 @@ class ServeSettings(_Strict):
         "out); empty = all")
 
 
+DEFAULT_ADMIN_KEY = "vigil-dev-admin-key"  # published in this repository: accepted only in development
+
+
 class ApiSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    admin_key: SecretStr = SecretStr("vigil-dev-admin-key")
+    admin_key: SecretStr = Field(SecretStr(DEFAULT_ADMIN_KEY), description="the bootstrap admin key; the default "
+                                 "is refused unless `environment: development`")
 
 
 class DashboardSettings(_Strict):
@@ -425,6 +429,9 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Field(Path(".vigil"), description="logs, SQLite, embedded server data")
+    environment: Literal["development", "production"] = Field(
+        "production", description="development accepts the published default keys (the demo and the tests set it "
+        "and say so); production refuses them")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     s3: S3Settings = Field(default_factory=S3Settings)

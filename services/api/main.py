@@ -60,7 +60,7 @@ def create_app(
     if store is None and settings.s3.endpoint:
         store = ObjectStore(settings.s3, retry_for_s=2.0)
     app.state.store = store
-    app.state.admin_key = settings.api.admin_key.get_secret_value() or None
+    app.state.admin_key = _admin_key(settings)
     app.state.key_cache = {}
     app.state.presign_expires_s = presign_expires_s
     app.state.stall_after_s = stall_after_s
@@ -112,6 +112,20 @@ def _custom_plans(engine: Engine) -> None:
         dbapi_conn.commit()
 
 
+def _admin_key(settings: Settings) -> str | None:
+    """The bootstrap admin key; the published default only in a development environment."""
+    from vigil.config import DEFAULT_ADMIN_KEY, ConfigError
+
+    key = settings.api.admin_key.get_secret_value() or None
+    if key == DEFAULT_ADMIN_KEY:
+        if settings.environment != "development":
+            raise ConfigError("api.admin_key is the published default key 'vigil-dev-admin-key': set your own "
+                              "(VIGIL_API__ADMIN_KEY, from a secret) or, on a development machine only, "
+                              "`environment: development`")
+        log.warning("environment: development: the published default admin key is accepted")
+    return key
+
+
 def app_factory() -> FastAPI:
     """For ``uvicorn --factory services.api.main:app_factory`` (reads ``VIGIL_CONFIG``/``VIGIL_*``)."""
     from vigil.config import load_settings
@@ -123,6 +137,7 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
     """Bring the schema up to date, then serve the API on ``settings.api.host:port``."""
     import uvicorn
 
+    _admin_key(settings)  # a refused key stops here, before the schema or the port
     migrate(settings.database_url)
     log.info("Vigil API on http://%s:%d", settings.api.host, settings.api.port)
     if workers > 1:

@@ -276,3 +276,31 @@ def test_hostile_values_fail_cleanly(client, admin, seed, make_event):
     for method, path, kw in cases:
         r = client.request(method, path, headers=admin, **kw)
         assert r.status_code < 500, (method, path, kw, r.status_code, r.text)
+
+
+def test_the_published_default_admin_key_is_refused_outside_development(tmp_path, caplog):
+    from services.api.main import create_app
+    from vigil.config import ConfigError, Settings
+
+    db = {"url": f"sqlite:///{tmp_path / 'k.db'}"}
+    with pytest.raises(ConfigError, match="published default key.*VIGIL_API__ADMIN_KEY"):
+        create_app(Settings(state_dir=tmp_path, database=db, environment="production"))
+    own = create_app(Settings(state_dir=tmp_path, database=db, environment="production", api={"admin_key": "k" * 32}))
+    assert own.state.admin_key == "k" * 32
+    caplog.set_level(logging.WARNING, logger="services.api.main")
+    dev = create_app(Settings(state_dir=tmp_path, database=db, environment="development"))
+    assert dev.state.admin_key == "vigil-dev-admin-key"
+    assert any("development" in r.getMessage() and "default admin key" in r.getMessage() for r in caplog.records)
+
+
+def test_vigil_api_in_production_with_the_default_key_exits_2_naming_the_setting(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    monkeypatch.setenv("VIGIL_ENVIRONMENT", "production")
+    monkeypatch.setenv("VIGIL_DATABASE__URL", f"sqlite:///{tmp_path / 'k.db'}")
+    r = CliRunner().invoke(app, ["api", "--state-dir", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    assert "api.admin_key is the published default" in r.output
+    assert not (tmp_path / "k.db").exists()  # refused before the schema is made
