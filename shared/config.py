@@ -172,6 +172,10 @@ class S3Settings(_Strict):
     bucket: str = Field("vigil", min_length=3, max_length=63)
     secure: bool = False
     region: str = "us-east-1"
+    public_endpoint: str | None = Field(
+        None, description="host:port browsers reach the store at (an ingress, a proxy, a public name); evidence "
+        "URLs are signed for it. Empty = `endpoint`, right only when browsers reach the store there too")
+    public_secure: bool | None = Field(None, description="https for public_endpoint; empty = as `secure`")
 
     def for_workers(self) -> dict[str, Any]:
         """These settings as plain JSON, secret included, for processes that open the store

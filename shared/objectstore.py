@@ -50,6 +50,11 @@ class ObjectStore:
             region=cfg.region,
             http_client=http,
         )
+        # presigning is computed locally (the region is set): a client for the name browsers use
+        # signs URLs for that host, which the internal endpoint (minio:9000, 127.0.0.1) is not
+        self.public_client = self.client if not cfg.public_endpoint else Minio(
+            cfg.public_endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key.get_secret_value(),
+            secure=cfg.secure if cfg.public_secure is None else cfg.public_secure, region=cfg.region)
 
     def _retry(self, what: str, fn):  # noqa: ANN001, ANN202
         deadline = time.monotonic() + self.retry_for_s
@@ -118,4 +123,5 @@ class ObjectStore:
         )
 
     def presigned_get(self, key: str, expires_s: int = 300) -> str:
-        return self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+        """A URL a browser can fetch the object with for ``expires_s`` (signed for ``s3.public_endpoint``)."""
+        return self.public_client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=expires_s))

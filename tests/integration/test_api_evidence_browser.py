@@ -76,8 +76,14 @@ def s3_settings(tmp_path_factory):
     st.stop()
 
 
-def test_evidence_clip_plays_in_headless_chromium(s3_settings, tmp_path):
+@pytest.mark.parametrize("public", [False, True], ids=["internal-endpoint", "public-endpoint"])
+def test_evidence_clip_plays_in_headless_chromium(s3_settings, tmp_path, public):
+    """``public``: the store's internal endpoint is 127.0.0.1:PORT, as the API reaches it; the
+    browser's page and the store are under another host name (``localhost``, set as
+    ``s3.public_endpoint``), as behind an ingress: the URL is signed for that name and plays."""
     _need_browser()
+    from urllib.parse import urlsplit
+
     from playwright.sync_api import sync_playwright
 
     from services.api.main import create_app
@@ -98,10 +104,10 @@ def test_evidence_clip_plays_in_headless_chromium(s3_settings, tmp_path):
                 frames[i, 70:110, x:x + 20] = (255, 200, 0)
             store.put(segment_key("gate", seq), encode_segment(list(frames), meta={"fps": 4.0}))
             ts = t0 + timedelta(seconds=4 * seq)
-            s.add(SegmentScore(segment_id=f"gate:{seq}", camera_id="gate", seq=seq, score=0.2 + 0.1 * seq,
+            s.merge(SegmentScore(segment_id=f"gate:{seq}", camera_id="gate", seq=seq, score=0.2 + 0.1 * seq,
                                model_version="m1", object_key=segment_key("gate", seq), t_start=ts,
                                t_end=ts + timedelta(seconds=4), frame_scores=[0.5] * 16))
-        s.add(Event(id="gate:000000002", camera_id="gate", t_start=t0 + timedelta(seconds=8),
+        s.merge(Event(id="gate:000000002", camera_id="gate", t_start=t0 + timedelta(seconds=8),
                     t_end=t0 + timedelta(seconds=16), first_seq=2, last_seq=3, peak_score=0.8, model_version="m1",
                     status="closed", created_at=t0, updated_at=t0,
                     top_descriptions=[{"text": "a person running", "prob": 0.7, "abnormal": True}]))
@@ -109,11 +115,20 @@ def test_evidence_clip_plays_in_headless_chromium(s3_settings, tmp_path):
     thumb_key, clip_key = build_evidence(store, engine, "gate:000000002", pre_roll_s=4, post_roll_s=4)
     assert store.exists(clip_key) and store.exists(thumb_key)
 
-    app = create_app(s3_settings, engine=engine, store=store, presign_expires_s=120)
+    internal = urlsplit(f"http://{s3_settings.s3.endpoint}")
+    api_settings = s3_settings
+    if public:
+        api_settings = s3_settings.model_copy(update={"s3": s3_settings.s3.model_copy(
+            update={"public_endpoint": f"localhost:{internal.port}"})})
+    app = create_app(api_settings, engine=engine, store=ObjectStore(api_settings.s3, retry_for_s=10),
+                     presign_expires_s=120)
     with _Server(app) as base:
+        if public:
+            base = base.replace("127.0.0.1", "localhost")  # the page is not on the store's internal host
         detail = httpx.get(f"{base}/events/gate:000000002", headers={"X-API-Key": ADMIN}, timeout=10).json()
         clip_url, thumb_url = detail["clip_url"], detail["thumbnail_url"]
         assert clip_url and thumb_url and detail["urls_expire_in_s"] == 120
+        assert urlsplit(clip_url).hostname == ("localhost" if public else internal.hostname), clip_url
         r = httpx.get(clip_url, timeout=10)
         assert r.status_code == 200 and r.headers["content-type"] == "video/mp4"
         # the bucket is private: the same object without the signature is refused

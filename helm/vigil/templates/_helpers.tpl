@@ -87,7 +87,9 @@ app.kubernetes.io/part-of: vigil
     "endpoint" (required "s3.endpoint is required" $v.s3.endpoint)
     "bucket" $v.s3.bucket
     "secure" $v.s3.secure
-    "region" $v.s3.region)
+    "region" $v.s3.region
+    "public_endpoint" ($v.s3.publicEndpoint | default nil)
+    "public_secure" $v.s3.publicSecure)
   "api" (dict "host" "0.0.0.0" "port" ($v.components.api.ports.http | default 8000))
   "dashboard" (dict "host" "0.0.0.0" "port" ($v.components.dashboard.ports.http | default 8501))
 -}}

@@ -483,3 +483,20 @@ def test_each_ingest_group_reconciles_its_own_shard_of_the_cameras_added_through
 
     for value in shards.values():
         IngestSettings(shard=value)  # each is a shard the settings accept
+
+
+def test_the_public_s3_endpoint_reaches_every_pods_settings_and_signs_for_it():
+    """Evidence URLs signed for the name browsers use, not the in-cluster `minio:9000`."""
+    from deploy_helpers import render_docs
+
+    from vigil.config import Settings
+    from vigil.objectstore import ObjectStore
+
+    r = render_docs({"s3": {"publicEndpoint": "clips.example.org"}}, "public-s3")
+    api = load_yaml(r.get("ConfigMap", "vigil-api-config")["data"]["config.yaml"])
+    s3 = Settings(**{"s3": api["s3"]}).s3
+    assert (s3.public_endpoint, s3.public_secure) == ("clips.example.org", True)
+    url = ObjectStore(s3).presigned_get("evidence/gate/clip.mp4")
+    assert url.startswith("https://clips.example.org/vigil/evidence/gate/clip.mp4?") and "X-Amz-Signature=" in url
+    default = load_yaml(rendered("default").get("ConfigMap", "vigil-api-config")["data"]["config.yaml"])
+    assert ObjectStore(Settings(**{"s3": default["s3"]}).s3).presigned_get("k").startswith("http://minio.minio.svc:9000/")
