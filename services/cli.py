@@ -106,9 +106,18 @@ def up(config: ConfigOpt = None, state_dir: StateOpt = None,
 
     main = MainThread()  # a dead Ray head is started again here, on the main thread
     supervisor = stack.supervisor({"kafka": after_broker_restart(stack.resolved_settings())}, main=main).start()
+    from vigil.db import make_engine
+    from vigil.objectstore import ObjectStore
+    from vigil.retention import RetentionSchedule
+
+    resolved = stack.resolved_settings()
+    retention = RetentionSchedule(ObjectStore(resolved.s3), make_engine(resolved.database_url), s.retention).start()
+    if s.retention.every_s:
+        typer.echo(f"retention: a cleanup pass every {s.retention.every_s:.0f} s (retention.every_s)")
     with _StopOnSignal() as stop:
         while not stop.is_set() and not supervisor.failed.is_set():
             main.serve(1.0)
+    retention.close()
     supervisor.close()
     stack.stop()
     if supervisor.failed.is_set():

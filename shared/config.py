@@ -290,6 +290,8 @@ class RetentionSettings(_Strict):
     default_days: int = Field(30, ge=1, description="for a severity not listed in `days`")
     segment_days: int = Field(7, ge=1, description="days stored segments (object + score row) are kept")
     batch_size: int = Field(200, ge=1, le=10_000)
+    every_s: float = Field(3600.0, ge=0, description="`vigil up` runs a cleanup pass this often (the first an "
+                           "interval after the start); 0 = never (on Kubernetes the chart's CronJob runs it)")
 
     def days_for(self, severity: str) -> int:
         return self.days.get(severity, self.default_days)

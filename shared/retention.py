@@ -17,6 +17,7 @@ Only closed events expire; an open event is never touched.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -132,3 +133,36 @@ def cleanup(
     log.info("retention: %d events (%d objects), %d segments deleted; %d resumed",
              report.events_deleted, report.event_objects_deleted, report.segments_deleted, report.resumed)
     return report
+
+
+class RetentionSchedule:
+    """``cleanup`` every ``cfg.every_s`` in a thread, as `vigil up` runs it (on Kubernetes a
+    CronJob does). A failed pass is logged and retried at the next tick: retention is
+    idempotent, so a pass that died half-way is finished by the next."""
+
+    def __init__(self, store, engine: Engine, cfg: RetentionSettings) -> None:  # noqa: ANN001
+        self.store, self.engine, self.cfg = store, engine, cfg
+        self.stop = threading.Event()
+        self.passes = 0
+        self.last: CleanupReport | None = None
+        self.thread = threading.Thread(target=self._run, name="retention", daemon=True)
+
+    def start(self) -> RetentionSchedule:
+        if self.cfg.every_s > 0:
+            self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.cfg.every_s):
+            try:
+                self.last = cleanup(self.store, self.engine, self.cfg)
+                self.passes += 1
+                log.info("retention pass: %s", self.last)
+            except Exception as exc:  # noqa: BLE001  the store or database away: next tick
+                log.warning("retention pass failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc,
+                            self.cfg.every_s)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(30)

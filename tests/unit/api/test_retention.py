@@ -143,3 +143,44 @@ def test_open_events_never_expire(engine, store, make_event):
         s.add(ev)
         s.commit()
     assert cleanup(store, engine, CFG, now=now).events_deleted == 0
+
+
+def test_the_schedule_runs_passes_until_closed_and_survives_a_failing_one(engine, store, make_event, caplog):
+    import logging
+    import time
+
+    from vigil.models import utcnow
+    from vigil.retention import RetentionSchedule
+
+    now = utcnow()
+    evs = _populate(engine, store, make_event, now)
+    delete = store.delete
+    calls = {"n": 0}
+
+    def flaky_delete(key):  # the first pass finds the store away
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("store away")
+        return delete(key)
+
+    store.delete = flaky_delete
+    caplog.set_level(logging.WARNING, logger="vigil.retention")
+    sched = RetentionSchedule(store, engine, CFG.model_copy(update={"every_s": 0.05})).start()
+    deadline = time.monotonic() + 10
+    while sched.passes < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sched.close()
+    assert sched.passes >= 2 and not sched.thread.is_alive()
+    with Session(engine) as s:
+        left = {e.id for e in s.exec(select(Event))}
+    assert left == {eid for eid, age, sev, st in evs if not _expired(age, sev, st)}
+    assert any("retention pass failed (ConnectionError: store away)" in r.getMessage() for r in caplog.records)
+    _check_consistent(engine, store)
+
+
+def test_every_s_0_never_starts_the_thread(engine, store):
+    from vigil.retention import RetentionSchedule
+
+    sched = RetentionSchedule(store, engine, CFG.model_copy(update={"every_s": 0})).start()
+    assert not sched.thread.is_alive()
+    sched.close()

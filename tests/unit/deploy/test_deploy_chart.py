@@ -293,6 +293,11 @@ def test_commands_are_vigil_subcommands(label):
         (c,) = dep["spec"]["template"]["spec"]["containers"]
         used.append((f"Deployment/{dep['metadata']['name']}", c["args"][0]))
         check_cli_flags(c["args"])
+    for cron in rendered(label).of_kind("CronJob"):
+        for c in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]:
+            if "args" in c:  # the training schedule's runs kubectl, not vigil
+                used.append((f"CronJob/{cron['metadata']['name']}", c["args"][0]))
+                check_cli_flags(c["args"])
     for doc in _all_docs(label):
         if doc["kind"] == "RayJob":
             argv = doc["spec"]["entrypoint"].split()
@@ -396,9 +401,14 @@ def test_gpu_values_put_encoding_on_gpus():
             assert "nvidia.com/gpu" not in c["resources"].get("limits", {}), where
 
 
+def _cronjob(r, component: str) -> dict:
+    (cron,) = [c for c in r.of_kind("CronJob") if c["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    return cron
+
+
 def test_training_schedule_creates_rayjobs():
     r = rendered("default")
-    (cron,) = r.of_kind("CronJob")
+    cron = _cronjob(r, "training-schedule")
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     assert c["command"][:2] == ["kubectl", "create"]
@@ -487,8 +497,6 @@ def test_each_ingest_group_reconciles_its_own_shard_of_the_cameras_added_through
 
 def test_the_public_s3_endpoint_reaches_every_pods_settings_and_signs_for_it():
     """Evidence URLs signed for the name browsers use, not the in-cluster `minio:9000`."""
-    from deploy_helpers import render_docs
-
     from vigil.config import Settings
     from vigil.objectstore import ObjectStore
 
@@ -500,3 +508,23 @@ def test_the_public_s3_endpoint_reaches_every_pods_settings_and_signs_for_it():
     assert url.startswith("https://clips.example.org/vigil/evidence/gate/clip.mp4?") and "X-Amz-Signature=" in url
     default = load_yaml(rendered("default").get("ConfigMap", "vigil-api-config")["data"]["config.yaml"])
     assert ObjectStore(Settings(**{"s3": default["s3"]}).s3).presigned_get("k").startswith("http://minio.minio.svc:9000/")
+
+
+def test_retention_runs_vigil_cleanup_nightly_with_the_store_and_database(tmp_path):
+    from vigil.config import load_settings
+
+    r = rendered("default")
+    cron = _cronjob(r, "retention")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"  # a slow pass is never run twice at once
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["args"] == ["cleanup"] and "/vigil-api:" in c["image"]
+    env = {e["name"]: e for e in c["env"]}
+    assert {"VIGIL_S3__ACCESS_KEY", "VIGIL_S3__SECRET_KEY", "VIGIL_DATABASE__URL"} <= set(env)
+    cm = r.get("ConfigMap", next(v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v))
+    (tmp_path / "c.yaml").write_text(cm["data"]["config.yaml"])
+    s = load_settings(tmp_path / "c.yaml")
+    assert s.s3.endpoint and s.retention.segment_days >= 1
+    off = render_docs({"retention": {"schedule": {"enabled": False}}}, "no-retention")
+    assert [c["metadata"]["labels"]["app.kubernetes.io/component"] for c in off.of_kind("CronJob")] == [
+        "training-schedule"]
