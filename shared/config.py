@@ -69,6 +69,13 @@ class RetrySettings(_Strict):
     backoff_max_s: float = Field(30.0, gt=0, le=600)
 
 
+class SecuritySettings(_Strict):
+    source_key: SecretStr | None = Field(
+        None, description="Fernet key (urlsafe base64, 32 bytes) that seals camera source URLs in SQL; from a "
+        "secret (VIGIL_SECURITY__SOURCE_KEY). Empty: in development a key file in the state dir, in production "
+        "a camera's source URL cannot be stored")
+
+
 class SupervisorSettings(_Strict):
     """How ``vigil up`` / ``vigil demo`` keep the embedded parts alive (see infra/supervisor.py)."""
 
@@ -453,6 +460,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = Field(default_factory=RetrySettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
     camera_defaults: CameraParams = Field(default_factory=CameraParams)
     cameras: list[CameraConfig] = Field(default_factory=list)
 

@@ -61,6 +61,7 @@ def create_app(
         store = ObjectStore(settings.s3, retry_for_s=2.0)
     app.state.store = store
     app.state.admin_key = _admin_key(settings)
+    app.state.source_seal = _source_seal(settings, app.state.engine)
     app.state.key_cache = {}
     app.state.presign_expires_s = presign_expires_s
     app.state.stall_after_s = stall_after_s
@@ -124,6 +125,20 @@ def _admin_key(settings: Settings) -> str | None:
                               "`environment: development`")
         log.warning("environment: development: the published default admin key is accepted")
     return key
+
+
+def _source_seal(settings: Settings, engine: Engine):  # noqa: ANN202
+    """The seal of camera source URLs; rows from before sealing are sealed now."""
+    from vigil.source_seal import SourceSeal, seal_plaintext_rows
+
+    seal = SourceSeal.from_settings(settings)
+    try:
+        seal_plaintext_rows(engine, seal)
+    except SQLAlchemyError as exc:  # not migrated yet: nothing stored to seal
+        log.warning("source URLs not checked for sealing: %s", type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001  no key: the rows stay as they are; storing a new URL says why
+        log.error("camera source URLs stored in plain text cannot be sealed: %s", exc)
+    return seal
 
 
 def app_factory() -> FastAPI:

@@ -4,7 +4,7 @@ SQL is the source of truth for cameras. A row seeded from the configuration (``f
 keeps its source and params in the YAML settings (its URL may hold credentials and is never
 copied into SQL); the row decides whether it runs, its name and its context. A camera added
 through the API or the dashboard carries its own source: ``source_type`` and the write-only
-``source_uri``, read here as
+``source_uri`` (sealed at rest: see vigil.source_seal), read here as
 
 - ``file``: a video path (or ``file://`` URL); ``?loop=true`` plays it in a loop,
   ``?realtime=false`` reads it as fast as scoring takes it (default: at its own fps);
@@ -30,6 +30,7 @@ from sqlmodel import select
 from vigil.config import CameraConfig, FileSource, FramesSource, Settings, StreamSource
 from vigil.db import session_scope
 from vigil.models import Camera
+from vigil.source_seal import SourceKeyError, SourceSeal
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,12 @@ def _truthy(q: dict[str, list[str]], key: str, default: str = "false") -> bool:
     return (q.get(key) or [default])[-1].lower() in ("1", "true", "yes")
 
 
-def source_from_row(row: Camera):
-    """The capture source a row added through the API describes."""
-    uri = (row.source_uri or "").strip()
+def source_from_row(row: Camera, seal: SourceSeal | None = None):
+    """The capture source a row added through the API describes (its URL opened with ``seal``)."""
+    try:
+        uri = ((seal.open(row.source_uri) if seal is not None else row.source_uri) or "").strip()
+    except SourceKeyError as exc:
+        raise UnusableCamera(f"camera {row.id}: {exc}") from None
     if not uri:
         raise UnusableCamera(f"camera {row.id}: no source_uri set; PATCH /cameras/{row.id} with one")
     kind = row.source_type
@@ -62,13 +66,13 @@ def source_from_row(row: Camera):
                          "use file, frames, rtsp or http")
 
 
-def camera_from_row(row: Camera, settings: Settings) -> CameraConfig:
+def camera_from_row(row: Camera, settings: Settings, seal: SourceSeal | None = None) -> CameraConfig:
     """The camera a row asks for, merged with the configuration it may come from."""
     configured = next((c for c in settings.cameras if c.id == row.id), None)
     if row.from_config and configured is not None:
         source, params = configured.source, configured.params
     else:
-        source, params = source_from_row(row), settings.camera_defaults
+        source, params = source_from_row(row, seal), settings.camera_defaults
     return CameraConfig(id=row.id, name=row.name, enabled=bool(row.enabled), source=source,
                         params=params.model_copy(update={"context": row.context}))
 
@@ -80,6 +84,7 @@ class DesiredCameras:
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine, self.settings = engine, settings
+        self.seal = SourceSeal.from_settings(settings)
         self._reported: dict[str, str] = {}
 
     def _mine(self, row: Camera) -> bool:
@@ -97,7 +102,7 @@ class DesiredCameras:
                 if not row.enabled or not self._mine(row):
                     continue
                 try:
-                    out.append(camera_from_row(row, self.settings))
+                    out.append(camera_from_row(row, self.settings, self.seal))
                     self._reported.pop(row.id, None)
                 except (UnusableCamera, ValidationError) as exc:
                     reason = str(exc) if isinstance(exc, UnusableCamera) else _describe(row.id, exc)

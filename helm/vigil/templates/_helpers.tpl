@@ -118,6 +118,9 @@ app.kubernetes.io/part-of: vigil
 {{- else if eq . "auth" }}
 - name: VIGIL_API__ADMIN_KEY
   valueFrom: {secretKeyRef: {name: {{ $v.auth.existingSecret | quote }}, key: {{ $v.auth.adminKeyKey | quote }}}}
+{{- else if eq . "sources" }}
+- name: VIGIL_SECURITY__SOURCE_KEY
+  valueFrom: {secretKeyRef: {name: {{ $v.auth.existingSecret | quote }}, key: {{ $v.auth.sourceKeyKey | quote }}}}
 {{- end }}
 {{- end }}
 {{- end -}}

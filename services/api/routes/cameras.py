@@ -21,6 +21,7 @@ from vigil.config import CameraTuning, Settings
 from vigil.models import Camera, CameraCreate, CameraUpdate, SourceStatus, utcnow
 from vigil.objectstore import ObjectMissing
 from vigil.segments import SegmentDecodeError, decode_segment
+from vigil.source_seal import SourceKeyError
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
@@ -53,8 +54,9 @@ def get_camera(camera_id: CameraId, session: SessionDep, principal: ViewerDep) -
     "", response_model=CameraOut, status_code=status.HTTP_201_CREATED,
     responses={409: {"model": Problem, "description": "a camera with this id exists"}},
 )
-def create_camera(body: CameraCreate, session: SessionDep, principal: AdminDep) -> CameraOut:
+def create_camera(body: CameraCreate, session: SessionDep, principal: AdminDep, request: Request) -> CameraOut:
     body = CameraCreate.model_validate(body.model_dump())  # enforce the model's own constraints
+    body.source_uri = _sealed(request, body.source_uri)
     if session.get(Camera, body.id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="a camera with this id exists")
     audit.record(session, principal, "camera.create", f"camera:{body.id}",
@@ -68,7 +70,8 @@ def create_camera(body: CameraCreate, session: SessionDep, principal: AdminDep) 
 
 
 @router.patch("/{camera_id}", response_model=CameraOut, responses=_404)
-def update_camera(camera_id: CameraId, body: CameraUpdate, session: SessionDep, principal: AdminDep) -> CameraOut:
+def update_camera(camera_id: CameraId, body: CameraUpdate, session: SessionDep, principal: AdminDep,
+                  request: Request) -> CameraOut:
     cam = crud.get_camera(session, camera_id=camera_id, allowed_cameras=principal.cameras)
     if cam is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such camera")
@@ -76,7 +79,17 @@ def update_camera(camera_id: CameraId, body: CameraUpdate, session: SessionDep, 
     for required in ("source_type", "context", "enabled"):
         if required in changes and changes[required] is None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{required} cannot be null")
+    if "source_uri" in changes:
+        changes["source_uri"] = _sealed(request, changes["source_uri"])
     return _out(_audited_update(session, principal, cam, "camera.update", changes))
+
+
+def _sealed(request: Request, uri: str | None) -> str | None:
+    """The source URL as SQL keeps it: sealed (vigil.source_seal); 503 when no key is set."""
+    try:
+        return request.app.state.source_seal.seal(uri)
+    except SourceKeyError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
 
 
 def _audited_update(session, principal, cam: Camera, action: str, changes: dict) -> Camera:  # noqa: ANN001

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 from vigil.models import Camera, TrainingRun
 
 
-def test_camera_crud(client, admin, engine):
+def test_camera_crud(client, admin, engine, app):
     r = client.post("/cameras", headers=admin, json={"id": "cam-1", "name": "Gate", "source_type": "rtsp",
                                                      "context": "walkway", "source_uri": "rtsp://u:p@h/s"})
     assert r.status_code == 201, r.text
@@ -18,7 +18,9 @@ def test_camera_crud(client, admin, engine):
     r = client.patch("/cameras/cam-1", headers=admin, json={"enabled": False, "source_uri": "rtsp://h2/s"})
     assert r.status_code == 200 and r.json()["enabled"] is False
     with Session(engine) as s:
-        assert s.get(Camera, "cam-1").source_uri == "rtsp://h2/s"  # stored for ingest
+        stored = s.get(Camera, "cam-1").source_uri
+    assert stored.startswith("fernet:") and "h2" not in stored  # sealed at rest
+    assert app.state.source_seal.open(stored) == "rtsp://h2/s"  # what ingest reads
     assert client.patch("/cameras/cam-1", headers=admin, json={"source_type": None}).status_code == 422
     assert [c["id"] for c in client.get("/cameras", headers=admin).json()] == ["cam-1"]
     assert client.delete("/cameras/cam-1", headers=admin).status_code == 204

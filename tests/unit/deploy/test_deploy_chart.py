@@ -528,3 +528,16 @@ def test_retention_runs_vigil_cleanup_nightly_with_the_store_and_database(tmp_pa
     off = render_docs({"retention": {"schedule": {"enabled": False}}}, "no-retention")
     assert [c["metadata"]["labels"]["app.kubernetes.io/component"] for c in off.of_kind("CronJob")] == [
         "training-schedule"]
+
+
+def test_only_the_api_and_ingest_get_the_source_seal_key_and_ingest_reads_the_cameras_table():
+    got = {}
+    for dep in rendered("full").of_kind("Deployment"):
+        (c,) = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in c.get("env", [])}
+        got[dep["metadata"]["labels"]["app.kubernetes.io/component"]] = set(env)
+        if "VIGIL_SECURITY__SOURCE_KEY" in env:
+            ref = env["VIGIL_SECURITY__SOURCE_KEY"]["valueFrom"]["secretKeyRef"]
+            assert (ref["name"], ref["key"]) == ("vigil-api", "source-key")
+    assert {n for n, e in got.items() if "VIGIL_SECURITY__SOURCE_KEY" in e} == {"api", "ingest"}
+    assert "VIGIL_DATABASE__URL" in got["ingest"]  # it follows the cameras table in SQL

@@ -60,7 +60,7 @@ def test_rows_become_cameras_and_unusable_rows_are_reported_once(settings, engin
     assert cams["yaml-cam"].source == settings.cameras[0].source and cams["yaml-cam"].params.context == "night-shift"
     assert cams["added"].source == FileSource(path=video, loop=True) and cams["added"].params.context == "lobby"
     assert cams["added"].params.fps == settings.camera_defaults.fps
-    reports = [r.getMessage() for r in caplog.records]
+    reports = [r.getMessage() for r in caplog.records if r.name == "services.ingest.desired"]
     assert len(reports) == 1 and "no-source" in reports[0] and "source_uri" in reports[0]
 
 
