@@ -30,6 +30,15 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML 
 StateOpt = Annotated[Optional[Path], typer.Option("--state-dir", help="state directory (logs, SQLite, servers)")]
 
 log = logging.getLogger("vigil")
+_dry_run: str | None = None  # `vigil --dry-run CMD ...`: CMD; _settings stops it once its settings parse
+
+
+@app.callback()
+def _main(ctx: typer.Context, dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="parse the command's arguments and settings, say so, and exit 0 without starting "
+        "anything (how the Helm chart's commands are checked)")] = False) -> None:
+    global _dry_run
+    _dry_run = ctx.invoked_subcommand if dry_run else None
 
 
 def _settings(config: Path | None, state_dir: Path | None = None, **overrides) -> Settings:
@@ -41,6 +50,10 @@ def _settings(config: Path | None, state_dir: Path | None = None, **overrides) -
     except ConfigError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(2) from None
+    if _dry_run:
+        typer.echo(f"dry run: `vigil {_dry_run}` accepted its arguments and settings "
+                   f"({config or os.environ.get('VIGIL_CONFIG') or 'defaults and VIGIL_* environment'})")
+        raise typer.Exit(0)
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

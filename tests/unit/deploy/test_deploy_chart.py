@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -541,3 +543,96 @@ def test_only_the_api_and_ingest_get_the_source_seal_key_and_ingest_reads_the_ca
             assert (ref["name"], ref["key"]) == ("vigil-api", "source-key")
     assert {n for n, e in got.items() if "VIGIL_SECURITY__SOURCE_KEY" in e} == {"api", "ingest"}
     assert "VIGIL_DATABASE__URL" in got["ingest"]  # it follows the cameras table in SQL
+
+
+def _secret_value(env_name: str) -> str:
+    """A stand-in a setting accepts, for an env var the chart fills from a Secret."""
+    from cryptography.fernet import Fernet
+
+    return {"VIGIL_DATABASE__URL": "postgresql+psycopg://vigil:pw@pg:5432/vigil",
+            "VIGIL_SECURITY__SOURCE_KEY": Fernet.generate_key().decode()}.get(env_name, "stand-in-secret")
+
+
+def _workloads(label: str, tmp_path: Path) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(where, vigil argv, environment) of every container the release runs `vigil` in: Deployments,
+    CronJobs and the RayJobs' entrypoints, with the settings file their config volume mounts."""
+    r = rendered(label)
+    out = []
+
+    def env_of(c: dict, where: str, config_map: str | None) -> dict[str, str]:
+        env = {}
+        for e in c.get("env", []):
+            env[e["name"]] = e["value"] if "value" in e else _secret_value(e["name"])
+        if config_map:
+            path = tmp_path / f"{where.replace('/', '_')}.yaml"
+            path.write_text(r.get("ConfigMap", config_map)["data"]["config.yaml"])
+            env["VIGIL_CONFIG"] = str(path)
+        else:
+            env.pop("VIGIL_CONFIG", None)  # mounted from a Secret the operator creates
+        return env
+
+    pods = [(f"Deployment/{d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in r.of_kind("Deployment")]
+    pods += [(f"CronJob/{c['metadata']['name']}", c["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+             for c in r.of_kind("CronJob")]
+    for where, spec in pods:
+        cm = next((v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v), None)
+        for c in spec["containers"]:
+            if "args" in c:
+                out.append((where, [str(a) for a in c["args"]], env_of(c, where, cm)))
+    for doc in _all_docs(label):
+        if doc["kind"] == "RayJob":
+            argv = doc["spec"]["entrypoint"].split()
+            assert argv[0] == "vigil", doc["spec"]["entrypoint"]
+            head = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+            cm = next((v["configMap"]["name"] for v in head.get("volumes", []) if "configMap" in v), None)
+            out.append((f"RayJob/{doc['metadata'].get('name') or doc['metadata'].get('generateName')}", argv[1:],
+                        env_of(head["containers"][0], "rayjob", cm)))
+    return out
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_rendered_command_is_accepted_by_the_real_cli_with_its_settings(label, tmp_path, monkeypatch):
+    """`vigil --dry-run ARGS` with each workload's environment and settings file: the real CLI
+    parses the arguments and the settings (unknown options, keys or values fail) and exits 0."""
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    for k in [k for k in os.environ if k.startswith("VIGIL_")]:
+        monkeypatch.delenv(k)  # the pods' environment alone (the tests' development setting included)
+    seen = set()
+    for where, argv, env in _workloads(label, tmp_path):
+        r = CliRunner().invoke(app, ["--dry-run", *argv], env=env)
+        assert r.exit_code == 0 and "dry run: `vigil " in r.output, (where, argv, r.output[-1500:])
+        seen.add(argv[0])
+    assert {"api", "dashboard", "score-worker", "ingest", "cleanup", "train"} <= seen, seen
+
+
+def test_the_dry_run_check_can_fail(tmp_path):
+    from typer.testing import CliRunner
+
+    from services.cli import app
+
+    r = CliRunner().invoke(app, ["--dry-run", "score-worker", "--no-such-flag"])
+    assert r.exit_code == 2
+    bad = tmp_path / "c.yaml"
+    bad.write_text("kafka: {partitions: 0}\n")
+    r = CliRunner().invoke(app, ["--dry-run", "ingest", "--config", str(bad)])
+    assert r.exit_code == 2 and "kafka.partitions" in r.output
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_every_secret_key_the_chart_references_is_documented_in_the_runbook(label):
+    runbook = (REPO / "docs" / "runbook.md").read_text()
+    refs = set()
+    for _, spec in _pod_specs(label):
+        for c in _containers(spec):
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    refs.add((ref["name"], ref["key"]))
+    assert refs
+    undocumented = [(n, k) for n, k in sorted(refs)
+                    if not re.search(rf"secret generic {re.escape(n)}\b[^\n]*(\\\n[^\n]*)*--from-literal={re.escape(k)}=",
+                                     runbook)]
+    assert not undocumented, f"create-secret commands missing from docs/runbook.md: {undocumented}"
