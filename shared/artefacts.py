@@ -62,7 +62,7 @@ def fetch(ref: str, s3: dict[str, Any] | Any | None = None) -> Path:
     from vigil.config import S3Settings
     from vigil.objectstore import ObjectStore
 
-    cfg = s3 if isinstance(s3, S3Settings) else S3Settings.model_validate(s3)
+    cfg = s3 if isinstance(s3, S3Settings) else S3Settings.in_worker(s3)
     if cfg.bucket != r.bucket:
         cfg = cfg.model_copy(update={"bucket": r.bucket})
     data = ObjectStore(cfg).get(r.path)  # ObjectMissing names the key

@@ -171,6 +171,9 @@ class NotifySettings(_Strict):
         return self
 
 
+S3_SECRET_ENV = "VIGIL_S3__SECRET_KEY"
+
+
 class S3Settings(_Strict):
     endpoint: str | None = Field(None, description="host:port of MinIO/S3; empty = embedded SeaweedFS")
     port: int = Field(0, ge=0, le=65535, description="embedded S3 port; 0 = pick a free one")
@@ -185,9 +188,21 @@ class S3Settings(_Strict):
     public_secure: bool | None = Field(None, description="https for public_endpoint; empty = as `secure`")
 
     def for_workers(self) -> dict[str, Any]:
-        """These settings as plain JSON, secret included, for processes that open the store
-        themselves (Ray Train workers, Score replicas); ``S3Settings.model_validate`` reads it back."""
-        return self.model_dump(mode="json") | {"secret_key": self.secret_key.get_secret_value()}
+        """These settings as plain JSON for processes that open the store themselves (Ray Train
+        workers, Score replicas), **without the secret**: a Train config is kept in the run's
+        storage and a Serve user_config is shown by `serve status`. The secret reaches those
+        processes in their environment (``VIGIL_S3__SECRET_KEY``: the chart sets it on every Ray
+        pod, the embedded stack before it starts Ray); :meth:`in_worker` reads both back."""
+        return self.model_dump(mode="json", exclude={"secret_key"})
+
+    @classmethod
+    def in_worker(cls, plain: dict[str, Any]) -> S3Settings:
+        """The settings :meth:`for_workers` sent, the secret taken from this process's environment."""
+        secret = os.environ.get(S3_SECRET_ENV)
+        if not secret:
+            raise ConfigError(f"{S3_SECRET_ENV} is not set in this Ray worker's environment: the Ray pods need it "
+                              "from the S3 secret (the chart sets it), a local Ray gets it from the stack that starts it")
+        return cls.model_validate({k: v for k, v in plain.items() if k != "secret_key"} | {"secret_key": secret})
 
 
 class DatabaseSettings(_Strict):

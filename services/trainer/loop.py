@@ -190,7 +190,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ctx = ray.train.get_context()  # Ray
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    store = ObjectStore(S3Settings.model_validate(config["s3"]))
+    store = ObjectStore(S3Settings.in_worker(config["s3"]))
     data = Packed.from_bytes(store.get(config["data_key"]))
     ps = PromptSet.model_validate(config["prompt_set"])
     work = Path(tempfile.mkdtemp(prefix="vigil-train-"))

@@ -111,7 +111,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from .normality import train_normal
 
-    store = ObjectStore(S3Settings.model_validate(config["s3"]))
+    store = ObjectStore(S3Settings.in_worker(config["s3"]))
     work = Path(tempfile.mkdtemp(prefix="vigil-normal-"))
     dirs = [materialise(store, clip, work / f"clip{i:04d}") for i, clip in enumerate(config["train_clips"])]
     zero_shot = AnomalyModel.create(config["backbone"])

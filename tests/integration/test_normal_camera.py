@@ -170,3 +170,22 @@ def test_api_says_which_version_scores_the_camera(learnt):
     assert body["normality_version"] == out.version and body["scored_by"] == f"own normality {out.version}"
     assert body["last_model_version"].endswith(out.version.replace("normality:", "+normality:"))
     assert body["normal_period"]["status"] == "trained"
+
+
+def test_no_s3_secret_in_the_train_run_storage_the_serve_config_or_the_ray_logs(learnt, stack):
+    """The S3 secret reaches Ray workers through their environment only (S3Settings.for_workers):
+    grep the run's storage in the object store, the served user_config and every Ray log."""
+    import json
+
+    st, _ = stack
+    s, store, engine, out, *_ = learnt
+    secret = s.s3.secret_key.get_secret_value()
+    run_keys = store.list(f"training/ray/{out.run_id}/")
+    assert run_keys
+    assert not [k for k in run_keys if secret.encode() in store.get(k)], "the secret is in the Train run storage"
+    uc = registry.serving_user_config(s, engine, store)
+    assert uc.get("object_store") and secret not in json.dumps(uc), "the secret is in the Serve user_config"
+    logs = st._ray_temp_dir() / "session_latest" / "logs"
+    files = [p for p in logs.rglob("*") if p.is_file()]
+    assert files, f"no Ray logs under {logs}"
+    assert not [p.name for p in files if secret.encode() in p.read_bytes()], "the secret is in a Ray log"
