@@ -249,6 +249,9 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
                  relay: Annotated[bool, typer.Option(
                      "--relay/--no-relay", help="publish the event outbox from this process (a cluster runs "
                      "`vigil relay` once instead)")] = True,
+                 evidence: Annotated[bool, typer.Option(
+                     "--evidence/--no-evidence", help="build event clips in this process too (one replica at a "
+                     "time sweeps, by a SQL lease; a cluster runs `vigil evidence` instead)")] = True,
                  ) -> None:
     """Consume segments, score them on the Serve app, store results and their event messages (the outbox)."""
     from services.scoring.evidence_maintainer import EvidenceMaintainer
@@ -256,7 +259,7 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
 
     s = _resolved(_settings(config, state_dir))
     worker, control = _start_worker(s, metrics_port=metrics_port, deploy=deploy)
-    evidence = EvidenceMaintainer(worker.store, worker.sink.engine, s).start()
+    maintainer = EvidenceMaintainer(worker.store, worker.sink.engine, s).start() if evidence else None
     watcher = NormalPeriodWatcher(s).start() if auto_train else None
     outbox = _outbox_relay(s, worker.sink.engine).start() if relay else None
     with _StopOnSignal() as stop:
@@ -265,7 +268,8 @@ def score_worker(config: ConfigOpt = None, state_dir: StateOpt = None,
     worker.close()
     if outbox is not None:
         outbox.close()
-    evidence.close()
+    if maintainer is not None:
+        maintainer.close()
     if control is not None:
         control.close()
     if watcher is not None:
@@ -388,6 +392,25 @@ def _notifier(s: Settings, engine, *, consume: bool = True):  # noqa: ANN001, AN
     store = ObjectStore(s.s3, retry_for_s=2.0) if s.s3.endpoint else None
     return Notifier(s.notify, engine, {c.name: make_sender(c) for c in s.notify.channels}, consumer=consumer,
                     store=store)
+
+
+@app.command()
+def evidence(config: ConfigOpt = None, state_dir: StateOpt = None,
+             interval_s: Annotated[float, typer.Option(min=0.5, help="seconds between sweeps")] = 5.0) -> None:
+    """Give every closed event its thumbnail and clip; replicas share the work by a SQL lease
+    (one sweeps, another takes over within seconds of its death)."""
+    from services.scoring.evidence_maintainer import EvidenceMaintainer
+    from vigil.db import make_engine, migrate
+    from vigil.objectstore import ObjectStore
+
+    s = _resolved(_settings(config, state_dir))
+    migrate(s.database_url)
+    m = EvidenceMaintainer(ObjectStore(s.s3), make_engine(s.database_url), s, interval_s=interval_s).start()
+    typer.echo(f"evidence: sweeping every {interval_s:g} s while holding the lease (holder {m.lease.holder})")
+    with _StopOnSignal() as stop:
+        stop.wait()
+    m.close()
+    typer.echo(f"evidence: {m.built} clip(s) built")
 
 
 @app.command()

@@ -624,3 +624,12 @@ class DeadLetterPublic(SQLModel):
     replay_requested_at: datetime | None
     replay_requested_by: str | None
     replayed_at: datetime | None
+
+
+class LeaseRow(SQLModel, table=True):
+    """Who runs a job every replica could run, until when (0015; vigil.lease)."""
+
+    __tablename__ = "leases"
+    name: str = Field(primary_key=True, max_length=100)
+    holder: str = Field(max_length=200)
+    expires_at: datetime = _ts(nullable=False)

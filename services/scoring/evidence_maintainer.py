@@ -4,6 +4,10 @@ A sweep, not a hook: it looks for closed events without a clip whose post-roll h
 stored (a later segment of the camera exists, or the post-roll time has passed) and builds
 their evidence. Crash-safe by construction — after a restart the next sweep finds what the
 last one missed — and off the scoring hot path (it runs on its own thread).
+
+However many replicas run it (score workers on one box, `vigil evidence` pods in a cluster),
+only the holder of the SQL lease ``evidence`` sweeps, so each camera's events are built by
+one of them; another takes over within the lease's time when the holder dies.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlmodel import Session, func, select
 from vigil.clock import utcnow
 from vigil.config import Settings
 from vigil.evidence import EvidenceError, build_evidence
+from vigil.lease import Lease
 from vigil.models import Event, SegmentScore
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,7 @@ def sweep(store, engine: Engine, settings: Settings, *, now: datetime | None = N
 class EvidenceMaintainer:
     def __init__(self, store, engine: Engine, settings: Settings, interval_s: float = 5.0) -> None:  # noqa: ANN001
         self.store, self.engine, self.settings, self.interval_s = store, engine, settings, interval_s
+        self.lease = Lease(engine, "evidence", ttl_s=max(15.0, 4 * interval_s))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="evidence", daemon=True)
         self.built = 0
@@ -78,7 +84,8 @@ class EvidenceMaintainer:
     def _run(self) -> None:
         while not self.stop.wait(self.interval_s):
             try:
-                self.built += sweep(self.store, self.engine, self.settings)
+                if self.lease.hold():
+                    self.built += sweep(self.store, self.engine, self.settings)
             except Exception:  # noqa: BLE001  a bad sweep must not end the maintainer
                 log.exception("evidence sweep failed; retrying in %.0fs", self.interval_s)
 
@@ -86,6 +93,8 @@ class EvidenceMaintainer:
         self.stop.set()
         self.thread.join(timeout)
         try:  # one last pass so a short run (demo, tests) leaves every closed event with a clip
-            self.built += sweep(self.store, self.engine, self.settings)
+            if self.lease.hold():
+                self.built += sweep(self.store, self.engine, self.settings)
+            self.lease.release()
         except Exception:  # noqa: BLE001
             log.exception("final evidence sweep failed")

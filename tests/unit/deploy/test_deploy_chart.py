@@ -605,7 +605,7 @@ def test_every_rendered_command_is_accepted_by_the_real_cli_with_its_settings(la
         r = CliRunner().invoke(app, ["--dry-run", *argv], env=env)
         assert r.exit_code == 0 and "dry run: `vigil " in r.output, (where, argv, r.output[-1500:])
         seen.add(argv[0])
-    assert {"api", "dashboard", "score-worker", "ingest", "cleanup", "train"} <= seen, seen
+    assert {"api", "dashboard", "score-worker", "ingest", "evidence", "cleanup", "train"} <= seen, seen
 
 
 def test_the_dry_run_check_can_fail(tmp_path):
