@@ -295,7 +295,7 @@ def rescore(
     from services.scoring.rescore import rescore as run_rescore
     from services.scoring.sink import Sink
     from services.scoring.worker import ScoringWorker
-    from services.trainer.registry import local_heads, serving_user_config
+    from services.trainer.registry import heads_ref, serving_user_config
     from vigil.db import make_engine, migrate
     from vigil.models import ModelVersion
     from vigil.objectstore import ObjectStore
@@ -315,8 +315,9 @@ def rescore(
             if db.get(ModelVersion, model) is None:
                 known = [m.id for m in db.exec(select(ModelVersion))]
                 raise _fail(f"--model {model!r} is not a registered model version; known: {known or 'none'}", 2)
+        uc["heads"], uc["object_store"] = heads_ref(s, model), s.s3.for_workers()
         try:
-            uc["heads"] = str(local_heads(s, store, model))
+            store.get(uc["heads"].split("/", 3)[3])  # its heads must be in the store: say so before deploying
         except Exception as exc:  # noqa: BLE001
             raise _fail(f"--model {model!r}: its heads cannot be fetched ({exc})", 2) from None
     ray_init_client(s)

@@ -65,7 +65,9 @@ def _load_normality(ref: str, camera_id: str, geometry: Any, s3: dict[str, Any] 
 
 
 def _load_model(backbone: str, heads: str | None, streams: list[str] | None, threads: int | None,
-                mode: str | None = None):
+                mode: str | None = None, object_store: dict[str, Any] | None = None):
+    """The model with ``heads``: an artefact reference (``s3://`` from the registry, fetched
+    on this replica's node and cached by content hash; or a local path)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -73,7 +75,9 @@ def _load_model(backbone: str, heads: str | None, streams: list[str] | None, thr
         torch.set_num_threads(threads)
     from vigil.model.anomaly import AnomalyModel
 
-    kw: dict[str, Any] = {"heads": heads}
+    from vigil.artefacts import fetch
+
+    kw: dict[str, Any] = {"heads": str(fetch(heads, object_store)) if heads else None}
     if streams:
         kw["streams"] = tuple(streams)
     if mode:
@@ -133,9 +137,12 @@ class Encode:
     """The backbone: one forward pass per segment feeds every head."""
 
     def __init__(self, backbone: str, torch_threads: int | None = None, max_batch_size: int = 4,
-                 batch_wait_timeout_s: float = 0.02, mode: str | None = None) -> None:
+                 batch_wait_timeout_s: float = 0.02, mode: str | None = None, heads: str | None = None) -> None:
         pin_serve_replicas_to_loopback()  # before Serve opens the replica's gRPC server
-        self.model = _load_model(backbone, None, None, torch_threads, mode)
+        # the heads file carries the video head (the encoder's temporal layers): Encode runs it
+        self.backbone, self.threads, self.mode = backbone, torch_threads, mode
+        self.heads = self.init_heads = heads
+        self.model = _load_model(backbone, heads, None, torch_threads, mode)
         self.batch_sizes: list[int] = []
         self.busy_s = 0.0
         self.busy_cpu_s = 0.0
@@ -144,7 +151,11 @@ class Encode:
         self.encode.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Batch size and batch wait change live (no restart)."""
+        """Batch size, batch wait and the heads (their video head) change live (no restart)."""
+        heads = user_config.get("heads") or self.init_heads
+        if heads != self.heads:
+            self.model = _load_model(self.backbone, heads, None, self.threads, self.mode, user_config.get("object_store"))
+            self.heads = heads
         if user_config.get("max_batch_size"):
             self.encode.set_max_batch_size(int(user_config["max_batch_size"]))
         if user_config.get("batch_wait_timeout_s") is not None:
@@ -209,7 +220,8 @@ class Score:
         heads = user_config.get("heads") or self.init_heads  # null: the heads the app was built with
         model = self.model
         if heads != self.heads:
-            model = _load_model(self.backbone, heads, self.streams, self.threads, self.mode)
+            model = _load_model(self.backbone, heads, self.streams, self.threads, self.mode,
+                                user_config.get("object_store"))
         prompt_sets = {name: PromptSet.model_validate(ps) for name, ps in (user_config.get("prompt_sets") or {}).items()}
         thresholds = {str(k): float(v) for k, v in (user_config.get("thresholds") or {}).items()}
         for k, v in thresholds.items():
@@ -337,10 +349,12 @@ def build_app(
     enc = Encode.options(
         num_replicas=encoder_replicas, **spread,
         max_ongoing_requests=max(max_ongoing_requests, 2 * max_batch_size),
-        user_config={"max_batch_size": max_batch_size, "batch_wait_timeout_s": batch_wait_timeout_s},
+        user_config={"max_batch_size": max_batch_size, "batch_wait_timeout_s": batch_wait_timeout_s,
+                     # the heads Score serves, their video head run here
+                     **{k: v for k, v in (user_config or {}).items() if k in ("heads", "object_store")}},
         ray_actor_options={"num_cpus": encoder_num_cpus, "num_gpus": encoder_num_gpus},
     )
-    enc_args = (backbone, torch_threads, max_batch_size, batch_wait_timeout_s, mode)
+    enc_args = (backbone, torch_threads, max_batch_size, batch_wait_timeout_s, mode, heads)
     enc = _pinned(enc, *enc_args).bind(*enc_args)
     # Score checks a camera's normality version against the geometry Detect serves: give it Detect's detector
     sc_config = {**({"detector": detector} if detector else {}), **(user_config or {})}

@@ -150,6 +150,12 @@ def read_lineage(store: ObjectStore, version_id: str) -> dict[str, Any]:
     return json.loads(store.get(lineage_key(digest_of(version_id))))
 
 
+def heads_ref(settings: Settings, version_id: str) -> str:
+    """The version's heads as an artefact reference (``s3://``): what Serve is given, so a
+    replica on any node fetches it itself (vigil.artefacts, cached by content hash)."""
+    return s3_uri(settings.s3.bucket, heads_key(digest_of(version_id)))
+
+
 def local_heads(settings: Settings, store: ObjectStore, version_id: str) -> Path:
     """The version's heads file on this machine (``<state_dir>/models/<digest>/heads.pt``)."""
     digest = digest_of(version_id)
@@ -171,7 +177,8 @@ def serving_user_config(settings: Settings, engine: Engine, store: ObjectStore,
     uc = dict(base or {})
     act = active_version(engine)
     if act is not None:
-        uc["heads"] = str(local_heads(settings, store, act.id))
+        uc["heads"] = heads_ref(settings, act.id)
+        uc["object_store"] = settings.s3.for_workers()
     normality = {cam: s3_uri(store.bucket, row.checkpoint_key) for cam, row in active_normality(engine).items()}
     if normality:
         uc["normality"] = {**(uc.get("normality") or {}), **normality}
@@ -213,7 +220,8 @@ def activate(settings: Settings, engine: Engine, store: ObjectStore, version_id:
         uc["normality"] = {**(uc.get("normality") or {}), camera: s3_uri(store.bucket, normality_key(version_id.split(":", 1)[1]))}
         uc["object_store"] = settings.s3.for_workers()
     else:
-        uc["heads"] = str(local_heads(settings, store, version_id))
+        uc["heads"] = heads_ref(settings, version_id)
+        uc["object_store"] = settings.s3.for_workers()
     if serve:
         from services.scoring.deploy import reconfigure_scoring_app
 

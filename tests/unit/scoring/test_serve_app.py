@@ -133,3 +133,50 @@ def test_each_stream_family_can_be_switched_off(enc_and_score):
     no_obj = Score("vigil-micro", streams=["semantic", "predictive"], torch_threads=1)
     no_obj.normality = {"cam1": object()}  # a camera with its own version: objects still off
     assert not no_obj.has_normality("cam1")
+
+
+def test_encode_runs_the_video_head_of_the_heads_it_is_given_and_drops_it_again(tmp_path):
+    """The heads file carries the video head (the encoder's TimeSformer temporal layers, off in
+    the served default): Encode must run it, or a trained one would be ignored while Score
+    reports its version."""
+    import torch
+
+    from vigil.model.anomaly import AnomalyModel
+    from vigil.model.heads import save_heads
+
+    enc = Encode("vigil-micro", 1)
+    frames = np.random.default_rng(1).integers(0, 255, (4, 48, 64, 3), dtype=np.uint8)
+    zero_shot = enc.encode_one(frames).seg_emb.copy()
+    trained = AnomalyModel.create("vigil-micro", timesformer=True)
+    with torch.no_grad():
+        moved = [p.add_(torch.randn_like(p) * 0.2) for p in trained.head_modules()["video"].parameters()
+                 if p.requires_grad]
+    assert moved
+    path = tmp_path / "heads.pt"
+    save_heads(trained, path)
+    enc.reconfigure({"heads": f"file:{path}"})
+    got = enc.encode_one(frames).seg_emb
+    want = trained.encode_frames([frames])[0].seg_emb
+    assert not np.allclose(got, zero_shot, atol=1e-4), "the video head was not loaded"
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    enc.reconfigure({"heads": None})  # back to the heads the app was built with (none)
+    np.testing.assert_allclose(enc.encode_one(frames).seg_emb, zero_shot, atol=1e-6)
+
+
+def test_build_app_gives_encode_the_heads_and_store_score_serves():
+    app = serve_app.build_app("vigil-micro", user_config={"heads": "s3://vigil/models/abc/heads.pt",
+                                                         "object_store": {"endpoint": "minio:9000"},
+                                                         "thresholds": {"default": 0.5}})
+    uc = _deployment_user_configs(app)
+    assert uc["Encode"]["heads"] == "s3://vigil/models/abc/heads.pt" and uc["Encode"]["object_store"]
+    assert "thresholds" not in uc["Encode"] and uc["Score"]["thresholds"] == {"default": 0.5}
+
+
+def _deployment_user_configs(app) -> dict:
+    """Deployment name -> user_config of a bound application graph."""
+    out, todo = {}, [app]
+    while todo:
+        dep = todo.pop()._bound_deployment
+        out[dep.name] = dep.user_config
+        todo.extend(a for a in dep.init_args if hasattr(a, "_bound_deployment"))
+    return out
