@@ -172,13 +172,14 @@ class NotifySettings(_Strict):
 
 
 S3_SECRET_ENV = "VIGIL_S3__SECRET_KEY"
+DEFAULT_S3_SECRET = "vigil-dev-secret"  # the embedded store's (loopback only); published, so never a real store's
 
 
 class S3Settings(_Strict):
     endpoint: str | None = Field(None, description="host:port of MinIO/S3; empty = embedded SeaweedFS")
     port: int = Field(0, ge=0, le=65535, description="embedded S3 port; 0 = pick a free one")
     access_key: str = "vigil"
-    secret_key: SecretStr = SecretStr("vigil-dev-secret")
+    secret_key: SecretStr = SecretStr(DEFAULT_S3_SECRET)
     bucket: str = Field("vigil", min_length=3, max_length=63)
     secure: bool = False
     region: str = "us-east-1"
@@ -503,6 +504,16 @@ class Settings(BaseSettings):
         if cams:
             data = {**data, "cameras": merged}
         return data
+
+    @model_validator(mode="after")
+    def _no_published_secret_for_a_real_store(self) -> Settings:
+        """A store configured here (not the embedded one, which `vigil up` starts on loopback)
+        must not use the secret this repository publishes, outside development."""
+        if (self.environment != "development" and self.s3.endpoint
+                and self.s3.secret_key.get_secret_value() == DEFAULT_S3_SECRET):
+            raise ValueError(f"s3.secret_key is the published default for s3.endpoint {self.s3.endpoint}: set the "
+                             f"store's own ({S3_SECRET_ENV}, from a secret), or `environment: development`")
+        return self
 
     @model_validator(mode="after")
     def _unique_camera_ids(self) -> Settings:

@@ -96,3 +96,5 @@ def test_a_replica_on_a_node_without_the_file_fetches_the_heads_by_reference(tmp
     assert not r["local_copy_exists"] and r["cached"], r  # fetched into that node's cache, by content hash
     assert r["zero_shot_diff"] > 1e-3, r  # the trained video head changes the encoding
     assert r["max_abs_diff"] < 1e-5, r  # and the replica ran it
+    print(f"\ntwo nodes: replica on node2, heads fetched into {r['cached']}, |diff| {r['max_abs_diff']:.2e} "
+          f"(zero-shot differs by {r['zero_shot_diff']:.3f})")

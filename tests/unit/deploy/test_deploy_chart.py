@@ -636,3 +636,24 @@ def test_every_secret_key_the_chart_references_is_documented_in_the_runbook(labe
                     if not re.search(rf"secret generic {re.escape(n)}\b[^\n]*(\\\n[^\n]*)*--from-literal={re.escape(k)}=",
                                      runbook)]
     assert not undocumented, f"create-secret commands missing from docs/runbook.md: {undocumented}"
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_the_rayservice_owns_the_serve_app_and_workers_only_attach(label, tmp_path):
+    """One owner of the Serve application: the RayService's serveConfigV2 declares the app the
+    score workers' settings name, and every score-worker runs with --no-deploy (a worker that
+    deployed would overwrite the RayService's config)."""
+    from vigil.config import load_settings
+
+    r = rendered(label)
+    (rs,) = r.of_kind("RayService")
+    apps = {a["name"] for a in load_yaml(rs["spec"]["serveConfigV2"])["applications"]}
+    workers = [d for d in r.of_kind("Deployment") if d["spec"]["template"]["spec"]["containers"][0]["args"][0]
+               == "score-worker"]
+    assert workers
+    for dep in workers:
+        spec = dep["spec"]["template"]["spec"]
+        assert "--no-deploy" in spec["containers"][0]["args"], dep["metadata"]["name"]
+        cm = next(v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v)
+        (tmp_path / "w.yaml").write_text(r.get("ConfigMap", cm)["data"]["config.yaml"])
+        assert load_settings(tmp_path / "w.yaml").serve.app_name in apps

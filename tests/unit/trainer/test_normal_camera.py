@@ -3,6 +3,8 @@ registry: one active per camera, beside the heads, handed to Serve as s3:// refe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -111,6 +113,21 @@ def test_artefact_references_parse_in_one_place(tmp_path):
         fetch(str(tmp_path / "missing.pt"))
     with pytest.raises(ValueError, match="no object store settings"):
         fetch("s3://b/k.pt")
+
+
+def test_package_references_name_a_file_shipped_in_an_installed_package():
+    import vigil
+
+    ref = "package:vigil/model/weights/vigil-tiny.pt"
+    assert parse_ref(ref) == ArtefactRef("package", "vigil", "model/weights/vigil-tiny.pt")
+    path = fetch(ref)
+    assert path.is_file() and path.samefile(Path(vigil.__file__).parent / "model/weights/vigil-tiny.pt")
+    with pytest.raises(FileNotFoundError, match="package vigil has no file model/weights/none.pt"):
+        fetch("package:vigil/model/weights/none.pt")
+    with pytest.raises(FileNotFoundError, match="no installed package 'not_a_package'"):
+        fetch("package:not_a_package/x.pt")
+    with pytest.raises(ValueError, match="package:<package>/<path>"):
+        parse_ref("package:vigil")
 
 
 def test_train_normal_camera_says_why_it_cannot_train(engine, tmp_path, monkeypatch):
