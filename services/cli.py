@@ -315,11 +315,15 @@ def rescore(
             if db.get(ModelVersion, model) is None:
                 known = [m.id for m in db.exec(select(ModelVersion))]
                 raise _fail(f"--model {model!r} is not a registered model version; known: {known or 'none'}", 2)
+        from vigil.artefacts import parse_ref
+
         uc["heads"], uc["object_store"] = heads_ref(s, model), s.s3.for_workers()
-        try:
-            store.get(uc["heads"].split("/", 3)[3])  # its heads must be in the store: say so before deploying
+        try:  # its heads must be in the store: say so before deploying
+            present = store.exists(parse_ref(uc["heads"]).path)
         except Exception as exc:  # noqa: BLE001
             raise _fail(f"--model {model!r}: its heads cannot be fetched ({exc})", 2) from None
+        if not present:
+            raise _fail(f"--model {model!r}: its heads are not in the object store ({uc['heads']})", 2)
     ray_init_client(s)
     own_app = model is not None
     s_app = s.model_copy(update={"serve": s.serve.model_copy(update={"app_name": f"{s.serve.app_name}-rescore"})})
