@@ -19,7 +19,7 @@ def test_camera_crud(client, admin, engine, app):
     assert r.status_code == 200 and r.json()["enabled"] is False
     with Session(engine) as s:
         stored = s.get(Camera, "cam-1").source_uri
-    assert stored.startswith("fernet:") and "h2" not in stored  # sealed at rest
+    assert stored.startswith("fernet:") and "rtsp://h2/s" not in stored  # sealed at rest
     assert app.state.source_seal.open(stored) == "rtsp://h2/s"  # what ingest reads
     assert client.patch("/cameras/cam-1", headers=admin, json={"source_type": None}).status_code == 422
     assert [c["id"] for c in client.get("/cameras", headers=admin).json()] == ["cam-1"]
