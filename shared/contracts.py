@@ -58,6 +58,8 @@ class DescriptionScore(BaseModel):
     text: str
     prob: float
     abnormal: bool
+    stream: str | None = Field(None, description="the stream it explains: semantic (a prompt), or an object "
+                               "stream (place_speed, motion, attr, mem, pred, size)")
 
 
 class ScoreRecord(_Contract):

@@ -160,6 +160,7 @@ def run_dataset_eval(
             variants["zero_shot_only"] = (("semantic", "predictive"), base[0], base[1])
         if len(base[0]) > 1:
             variants.update({f"{k}_only": (("objects",), [k], base[1]) for k in base[0]})
+            variants.update({f"without_{k}": (served, [j for j in base[0] if j != k], base[1]) for k in base[0]})
             variants["fixed_gate"] = (("objects",), base[0], "fixed")
     labels = [c.labels for c in test]
     result: dict[str, Any] = {}

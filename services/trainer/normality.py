@@ -26,10 +26,11 @@ import torch
 from vigil.datasets.base import Clip, image_files
 from vigil.model.detectors import build_detector
 from vigil.model.calibration import fit_calibration
+from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes
 from vigil.model.dpc import cpc_loss, forecast_error
 from vigil.model.normality import STREAMS, NormalityConfig, NormalityModel
 from vigil.model.stages import segment_boxes
-from vigil.model.tubes import box_context, box_speed, clip_flows, crops_to_tensor, frame_flow, tube_crops, work_grey
+from vigil.model.tubes import box_context, clip_flows, crops_to_tensor, frame_flow, tube_crops, work_grey
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ def fit_memory_and_calibration(
         tubes = make_tubes(clips, cfg, rows[i : i + 2048], horizon=1)
         mem.append(model.embed(tubes[:, -1]))
     model.memory = torch.cat(mem) if mem else torch.zeros(0, model.dim)
+    if clips.flow is not None:
+        model.fit_attributes(_attributes(clips, rows, 1))
     same_clip = None
     if not cal_idx:  # no held-out clip: calibrate on training clips, never matching a crop's own clip
         cal_idx, same_clip = train_idx, torch.from_numpy(rows[:, 0])
@@ -194,7 +197,12 @@ def fit_memory_and_calibration(
             exclude = torch.from_numpy(part[:, 0])[:, None] == same_clip[None, :]
         raw["mem"].append(model.memory_distance(z[:, -1], exclude=exclude).numpy())
         if clips.flow is not None:
-            raw.setdefault("motion", []).append(_speeds(clips, part, 1))
+            attrs = _attributes(clips, part, 1)
+            raw.setdefault("motion", []).append(attrs[:, ATTRIBUTES.index("speed")].astype(np.float64))
+            bank_clip = None if same_clip is None else torch.from_numpy(rows[:, 0])
+            own = None if bank_clip is None else torch.from_numpy(part[:, 0])[:, None] == bank_clip[None, :]
+            raw.setdefault("attr", []).append(model.attribute_distance(attrs, exclude=own))
+            raw.setdefault("place_speed", []).append(model.place_speed(attrs, exclude=own))
     model.calibration = {k: fit_calibration(np.concatenate(v)) for k, v in raw.items() if v}
     return {"memory": int(len(model.memory)), "calibration_crops": int(len(cal_rows))}
 
@@ -234,8 +242,9 @@ def fit_gate(
         raws: dict[str, list] = {}
         for i in range(0, len(rows), 2048):
             part = rows[i : i + 2048]
-            spd = _speeds(clips, part, sp) if clips.flow is not None else None
-            r = model.raw_scores(make_tubes(clips, model.config, part, horizon=1, speed=sp), spd)
+            attrs = _attributes(clips, part, sp) if clips.flow is not None else None
+            spd = None if attrs is None else attrs[:, ATTRIBUTES.index("speed")].astype(np.float64)
+            r = model.raw_scores(make_tubes(clips, model.config, part, horizon=1, speed=sp), spd, attrs)
             for k, v in r.items():
                 raws.setdefault(k, []).append(v)
         cal[sp] = model.calibrated({k: np.concatenate(v) for k, v in raws.items()})
@@ -268,8 +277,9 @@ def fit_gate(
     return out
 
 
-def _speeds(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
-    """Box speeds (:func:`box_speed`) of ``rows``, over a ``speed``× longer gap for synthetic speed-ups."""
+def _attributes(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
+    """Attribute vectors (:func:`box_attributes`, as Detect measures them) of ``rows``, over a
+    ``speed``× longer flow gap for synthetic speed-ups."""
     _, gap = clips_gap(clips)
     out = []
     cache: dict[tuple[int, int], np.ndarray] = {}
@@ -282,8 +292,9 @@ def _speeds(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
                     clips.grey[c][max(t - gap * speed, 0)], clips.grey[c][t], clips.tube.flow_preset
                 )
             f = cache[(c, t)]
-        out.append(box_speed(f, clips.boxes[c][t][b]))
-    return np.asarray(out)
+        h, w = clips.grey[c].shape[1:]
+        out.append(box_attributes(f, clips.boxes[c][t][b], w, h))
+    return np.asarray(out, np.float32).reshape(-1, N_ATTRIBUTES)
 
 
 @torch.no_grad()

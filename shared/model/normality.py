@@ -7,7 +7,12 @@ held-out normal clips (0 = median of normal, 1 = its 99th percentile):
   the encoder (a registry backbone's visual tower, trained from scratch) embeds each crop;
   InfoNCE negatives are the other tubes of the batch and the other target steps of the tube;
 - ``mem``: distance of the crop's embedding to a memory of normal crop embeddings;
-- ``motion``: the box's speed (robust percentile of optical-flow magnitude), no learning.
+- ``motion``: the box's speed (robust percentile of optical-flow magnitude), no learning;
+- ``attr``: distance of the box's velocity attributes (mean flow and its orientation
+  histogram, :mod:`vigil.model.attributes`) to the nearest normal boxes of this camera;
+- ``place_speed``: the box's speed over the speed normal objects reach *at that place in the
+  view* (perspective: far people are small and slow) — the 90th percentile of the speeds of
+  the ``place_k`` normal boxes nearest to it in the view.
 
 A context gate (:class:`vigil.model.gate.ContextGate`) mixes them with weights
 ``softmax(MLP(c))`` from the crop's scene cues (place and size in the view); it is fitted on
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, PLACE_DIM, attribute_features
 from vigil.model.memory import knn_distance
 from vigil.model.calibration import ScoreCalibration
 from vigil.model.dpc import DPCForecaster, forecast_error
@@ -34,6 +40,8 @@ from vigil.model.gate import ContextGate
 from vigil.model.tubes import TubeConfig, crops_to_tensor
 
 __all__ = ["NormalityConfig", "NormalityModel", "STREAMS"]
+
+SPEED, H = ATTRIBUTES.index("speed"), ATTRIBUTES.index("h")
 
 
 class NormalityConfig(BaseModel):
@@ -57,15 +65,25 @@ class NormalityConfig(BaseModel):
         "from the crop's scene cues (place and size in the view), fitted on held-out normal clips "
         "against synthetic speed-ups of them (no real anomaly is ever seen)",
     )
-    streams: list[Literal["pred", "mem", "motion"]] = Field(
+    streams: list[Literal["pred", "mem", "motion", "attr", "place_speed"]] = Field(
         default_factory=lambda: ["pred", "mem", "motion"],
-        description="pred: DPC forecast error; mem: distance to normal crop memory; motion: calibrated box speed",
+        description="pred: DPC forecast error; mem: distance to normal crop memory; motion: calibrated box speed; "
+        "attr: distance of the box's velocity attributes to the camera's normal boxes; place_speed: the box's "
+        "speed over the speed normal objects reach at that place in the view",
     )
+    attr_k: int = Field(5, ge=1, le=64, description="normal boxes averaged by the attribute stream")
+    attr_place_weight: float = Field(
+        0.0, ge=0, le=10, description="weight of place and size against velocity in the attribute space "
+        "(0: velocity alone, wherever it happens)",
+    )
+    place_k: int = Field(100, ge=1, le=10000, description="normal boxes nearest in the view that define a place's speeds")
+    place_quantile: float = Field(0.9, gt=0, le=1, description="quantile of their speeds a box's speed is divided by")
     smooth_s: float = Field(0.5, ge=0, le=30, description="Gaussian smoothing of frame scores (sigma, seconds)")
     empty_score: float = Field(-1.0, description="calibrated score of a frame without boxes")
 
 
-STREAMS = ("pred", "mem", "motion")
+STREAMS = ("pred", "mem", "motion", "attr", "place_speed")
+MIN_SPEED = 0.5  # work pixels per flow gap: the slowest motion box_speed counts (slower places divide by this)
 
 
 class NormalityModel(nn.Module):
@@ -87,8 +105,13 @@ class NormalityModel(nn.Module):
         self.dim = int(dim)
         t = self.config.tube
         self.forecaster = DPCForecaster(self.dim, hidden=self.config.hidden, context=t.context, horizon=t.horizon)
-        self.gate = ContextGate()
+        self.gate = ContextGate(streams=len(STREAMS))
         self.register_buffer("memory", torch.zeros(0, self.dim))
+        # the attribute stream's normal boxes: raw attribute vectors (explanations read them) and
+        # their standardisation in the feature space the density works in
+        self.register_buffer("attr_bank", torch.zeros(0, N_ATTRIBUTES))
+        self.register_buffer("attr_mean", torch.zeros(0))
+        self.register_buffer("attr_std", torch.zeros(0))
         self.calibration: dict[str, ScoreCalibration] = {}
         self.version = "untrained"  # a loaded checkpoint: the digest of its file
         self.zero_shot_version: str | None = None  # the zero-shot model calibration["zero_shot"] was fitted for
@@ -101,15 +124,82 @@ class NormalityModel(nn.Module):
         return F.normalize(torch.cat(outs), dim=-1)
 
     # ------------------------------------------------------------------ raw stream scores
+    # ------------------------------------------------------------------ attributes
+    def attribute_space(self, attrs: np.ndarray) -> Tensor:
+        """Raw attribute vectors ``[B, N_ATTRIBUTES]`` → standardised features of the attribute density."""
+        f = torch.from_numpy(attribute_features(attrs, 1.0))
+        f = (f - self.attr_mean.double()) / self.attr_std.double()
+        return torch.cat([f[:, :-PLACE_DIM], self.config.attr_place_weight * f[:, -PLACE_DIM:]], dim=1)
+
+    def fit_attributes(self, attrs: np.ndarray) -> None:
+        """The camera's normal boxes (raw attribute vectors) become the attribute stream's bank."""
+        a = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
+        f = attribute_features(a, 1.0)
+        self.attr_mean = torch.from_numpy(f.mean(0)).float()
+        self.attr_std = torch.from_numpy(f.std(0) + 1e-3).float()
+        self.attr_bank = torch.from_numpy(a)
+
+    def attribute_distance(self, attrs: np.ndarray, exclude: Tensor | None = None) -> np.ndarray:
+        """Mean distance of each box's attributes to its ``attr_k`` nearest normal boxes (0 without a bank)."""
+        attrs = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
+        if len(self.attr_bank) == 0 or len(attrs) == 0:
+            return np.zeros(len(attrs))
+        bank = self.attribute_space(self.attr_bank.numpy())
+        q = self.attribute_space(attrs)
+        k = min(self.config.attr_k, len(bank))
+        out = []
+        for i in range(0, len(q), 2048):
+            d = torch.cdist(q[i : i + 2048], bank)
+            if exclude is not None:
+                d = d.masked_fill(exclude[i : i + 2048], float("inf"))
+            out.append(d.topk(k, dim=1, largest=False).values.mean(1))
+        return torch.cat(out).numpy()
+
+    def place_reference(self, attrs: np.ndarray, exclude: Tensor | None = None) -> dict[str, np.ndarray]:
+        """What normal moving objects do at each box's place: over the ``place_k`` normal boxes nearest
+        to it in the view, the ``place_quantile`` of their speeds (``speed_q``), their median speed
+        and median height (``speed_median``, ``h_median``), each ``[B]``."""
+        attrs = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
+        bank = self.attr_bank[self.attr_bank[:, SPEED] > 0]  # moving normal boxes
+        if len(bank) == 0 or len(attrs) == 0:
+            nan = np.full(len(attrs), np.nan)
+            return {"speed_q": nan, "speed_median": nan, "h_median": nan}
+        k = min(self.config.place_k, len(bank))
+        q = torch.from_numpy(attrs[:, :2])
+        out: dict[str, list[Tensor]] = {"speed_q": [], "speed_median": [], "h_median": []}
+        for i in range(0, len(q), 1024):
+            d = torch.cdist(q[i : i + 1024], bank[:, :2])
+            if exclude is not None:
+                d = d.masked_fill(exclude[i : i + 1024][:, self.attr_bank[:, SPEED] > 0], float("inf"))
+            idx = d.topk(k, dim=1, largest=False).indices
+            speeds, heights = bank[idx, SPEED], bank[idx, H]
+            out["speed_q"].append(torch.quantile(speeds, self.config.place_quantile, dim=1))
+            out["speed_median"].append(speeds.median(dim=1).values)
+            out["h_median"].append(heights.median(dim=1).values)
+        return {key: torch.cat(v).double().numpy() for key, v in out.items()}
+
+    def place_speed(self, attrs: np.ndarray, exclude: Tensor | None = None) -> np.ndarray:
+        """The ``place_speed`` stream's raw score: each box's speed over its place's reference speed."""
+        attrs = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
+        ref = self.place_reference(attrs, exclude)["speed_q"]
+        return attrs[:, SPEED].astype(np.float64) / np.maximum(np.nan_to_num(ref, nan=MIN_SPEED), MIN_SPEED)
+
     @torch.no_grad()
-    def raw_scores(self, tubes: np.ndarray, speed: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def raw_scores(self, tubes: np.ndarray, speed: np.ndarray | None = None,
+                   attributes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Tubes uint8 ``[B, context+1, S, S, 3]`` (context, then the crop scored) → raw stream scores ``[B]``.
 
         ``pred``: DPC forecast error; ``mem``: distance to the normal memory; ``motion``: the
-        boxes' speeds (``speed``, from :func:`box_speed`) when given.
+        boxes' speeds (``speed``, from :func:`box_speed`) when given; ``attr``: the attribute
+        density (``attributes``, from :func:`~vigil.model.attributes.box_attributes`) when given
+        and the ``attr`` stream is on.
         """
         b, n = tubes.shape[:2]
         extra = {} if speed is None else {"motion": np.asarray(speed, np.float64)}
+        if attributes is not None and "attr" in self.config.streams:
+            extra["attr"] = self.attribute_distance(attributes)
+        if attributes is not None and "place_speed" in self.config.streams:
+            extra["place_speed"] = self.place_speed(attributes)
         if b == 0:
             return {"pred": np.zeros(0), "mem": np.zeros(0), **extra}
         z = self.embed(tubes.reshape(b * n, *tubes.shape[2:])).reshape(b, n, self.dim)
@@ -169,8 +259,14 @@ class NormalityModel(nn.Module):
         # checkpoints written before the preset was configurable were trained on ultrafast flow
         config["tube"] = {"flow_preset": "ultrafast", **config.get("tube", {})}
         model = cls(NormalityConfig(**config))
-        model.memory = torch.zeros_like(ck["state_dict"]["memory"])
-        model.load_state_dict(ck["state_dict"])
+        sd = ck["state_dict"]
+        model.gate = ContextGate(streams=sd["gate.mlp.2.weight"].shape[0])  # versions before ``attr``: 3 streams
+        for name in ("memory", "attr_bank", "attr_mean", "attr_std"):
+            if name in sd:
+                setattr(model, name, torch.zeros_like(sd[name]))
+            else:  # a version trained before this buffer existed: its stream is off
+                sd[name] = getattr(model, name)
+        model.load_state_dict(sd)
         model.calibration = {k: ScoreCalibration.from_dict(v) for k, v in extra["calibration"].items()}
         model.zero_shot_version = extra.get("zero_shot_version")
         model.version = hashlib.sha256(data).hexdigest()[:12]

@@ -49,9 +49,11 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes
 from vigil.model.detectors import Box, Detector, build_detector
 from vigil.model.normality import NormalityConfig, NormalityModel
-from vigil.model.tubes import box_context, box_speed, clip_flows, gaussian_smooth, tube_crops, work_grey
+from vigil.model.reasons import object_reasons
+from vigil.model.tubes import box_context, clip_flows, gaussian_smooth, tube_crops, work_grey
 
 __all__ = [
     "DetectorState",
@@ -69,6 +71,7 @@ __all__ = [
 # trainer through these very functions: the smoothed object score of a frame, and the zero-shot
 # model's segment score (for the zero-shot model named by ``NormalityModel.zero_shot_version``)
 FUSED, ZERO_SHOT = "fused", "zero_shot"
+SPEED = ATTRIBUTES.index("speed")
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Observation:
     owner: np.ndarray  # int [N]: the frame of each tube
     speeds: np.ndarray  # float [N]: box speed (work pixels per flow gap)
     context: np.ndarray  # float32 [N, 4]: scene cues of each box
+    attributes: np.ndarray | None = None  # float32 [N, N_ATTRIBUTES]: place, size, velocity (vigil.model.attributes)
 
 
 def new_detector_state(geometry: NormalityConfig, fps: float) -> DetectorState:
@@ -142,14 +146,15 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
         new_flow = clip_flows(buf, gap, start=offset if have else 0, preset=cfg.tube.flow_preset)
         flow = np.concatenate([state.flow, new_flow]) if have and offset else new_flow
     n = cfg.tube.context
-    crops, owner, speeds = [], [], []
+    crops, owner, speeds, attrs = [], [], [], []
     for i, frame_boxes in enumerate(work_boxes if tubes else []):
         ti = offset + i
         times = [ti - k * step for k in range(n, 0, -1)] + [ti]
         for box in frame_boxes:
             crops.append(tube_crops(buf, times, box, cfg.tube, gap, flow=flow))
             owner.append(i)
-            speeds.append(box_speed(flow[ti], box) if flow is not None else 0.0)
+            attrs.append(box_attributes(None if flow is None else flow[ti], box, w, h))
+            speeds.append(float(attrs[-1][SPEED]))  # = box_speed(flow[ti], box)
     big_h, big_w = frames.shape[1:3]
     sx, sy = big_w / w, big_h / h
     boxes = [[_scale_box(b, sx, sy, big_w, big_h) for b in fb] for fb in work_boxes]
@@ -159,6 +164,7 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
         tubes=None if not tubes else np.stack(crops) if crops else np.zeros((0, n + 1, size, size, 3), np.uint8),
         owner=np.asarray(owner, np.int64), speeds=np.asarray(speeds, np.float64),
         context=box_context([b for fb in work_boxes for b in fb], w, h),
+        attributes=np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES),
     )
     keep = cfg.tube.history(state.fps)
     state.grey = buf[-keep:].copy()
@@ -173,29 +179,48 @@ def encode(model: Any, frames: np.ndarray, obs: Observation | None) -> Any:
 
 
 def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: float,
-                   tail: list[float]) -> tuple[np.ndarray, list[float], dict[str, np.ndarray]]:
+                   tail: list[float]) -> tuple[np.ndarray, list[float], dict[str, np.ndarray], list[dict]]:
     """Object normality per frame: the smoothed gated score (normalised scale), the new smoothing
-    tail, and each calibrated sub-stream's per-frame maximum."""
+    tail, each calibrated sub-stream's per-frame maximum, and the reasons of the segment's most
+    unusual box (:func:`~vigil.model.reasons.object_reasons`)."""
     cfg = nm.config
     raw_frame = np.full(n_frames, cfg.empty_score, dtype=np.float64)
     peaks: dict[str, np.ndarray] = {}
+    reasons: list[dict] = []
     if obs.tubes is not None and len(obs.tubes):
-        raw = nm.raw_scores(obs.tubes, obs.speeds)
+        raw = nm.raw_scores(obs.tubes, obs.speeds, obs.attributes)
         crop = nm.fuse(raw, obs.context)
         best = np.full(n_frames, -np.inf)
         np.maximum.at(best, obs.owner, crop)
         raw_frame = np.where(np.isfinite(best), best, cfg.empty_score)
-        for k, v in nm.calibrated(raw).items():
-            if k in cfg.streams:
-                b = np.full(n_frames, -np.inf)
-                np.maximum.at(b, obs.owner, v)
-                peaks[k] = np.where(np.isfinite(b), b, cfg.empty_score)
+        cal = {k: v for k, v in nm.calibrated(raw).items() if k in cfg.streams}
+        for k, v in cal.items():
+            b = np.full(n_frames, -np.inf)
+            np.maximum.at(b, obs.owner, v)
+            peaks[k] = np.where(np.isfinite(b), b, cfg.empty_score)
+        if obs.attributes is not None and len(obs.attributes) == len(crop):
+            top = int(np.argmax(crop))
+            place = {k: float(v[0]) for k, v in nm.place_reference(obs.attributes[top : top + 1]).items()}
+            at_top = {k: float(v[top]) for k, v in cal.items()}
+            reasons = object_reasons(obs.attributes[top], at_top, place,
+                                     {k: float(expit(4.0 * (v - 1.0))) for k, v in at_top.items()})
     sigma = cfg.smooth_s * fps
     r = int(math.ceil(3 * sigma)) if sigma > 0 else 0
     seq = np.concatenate([np.asarray(tail, np.float64), raw_frame])
     smoothed = gaussian_smooth(seq, sigma)[-n_frames:]
     new_tail = [float(x) for x in seq[-r:]] if r else []
-    return smoothed, new_tail, peaks
+    return smoothed, new_tail, peaks, reasons
+
+
+def semantic_contributed(res: Any) -> bool:
+    """Whether the semantic stream carried at least half of the zero-shot score (its descriptions
+    explain the score only then: a calm plaza is not "fire 0.73" because the forecast moved)."""
+    if res.s_sem is None:
+        return False
+    if res.s_pred is None:
+        return True
+    g = 0.5 if res.gate is None else res.gate
+    return g * res.s_sem >= (1.0 - g) * res.s_pred
 
 
 @torch.no_grad()
@@ -230,12 +255,13 @@ def score(zero_shot: Any, normality: NormalityModel | None, enc: Any, obs: Obser
         out_streams.update(semantic=res.s_sem, predictive=res.s_pred)
         version_parts.append(zero_shot.version)
     obj_frames = obj_raw = None
+    obj_reasons: list[dict] = []
     obj_state = state.get("objects") or {}
     obj_tail = list(obj_state.get("tail", []))
     if normality is not None and "objects" in streams and obs is not None and obs.tubes is not None:
         if obj_state.get("version") != normality.version:
             obj_tail = []  # other heads: their raw scale differs
-        obj_raw, obj_tail, peaks = _object_frames(normality, obs, n_frames, fps, obj_tail)
+        obj_raw, obj_tail, peaks, obj_reasons = _object_frames(normality, obs, n_frames, fps, obj_tail)
         cal = normality.calibration.get(FUSED)
         obj_frames = cal.probability(obj_raw) if cal is not None else expit(4.0 * (obj_raw - 1.0))
         for k, v in peaks.items():
@@ -258,18 +284,26 @@ def score(zero_shot: Any, normality: NormalityModel | None, enc: Any, obs: Obser
     else:
         raise ValueError(f"no stream to score with: streams {sorted(streams)}, normality model "
                          f"{'given' if normality is not None else 'absent'}")
+    # what explains the score: the reasons of the family that made it (both on a tie), and of
+    # the zero-shot family only the semantic descriptions, when the semantic stream carried it
+    obj_peak = None if obj_frames is None or not n_frames else float(obj_frames.max())
+    descriptions: list[dict] = []
+    if obj_peak is not None and (zs is None or obj_peak >= zs):
+        descriptions += obj_reasons
+    if res is not None and (obj_peak is None or (zs is not None and zs >= obj_peak)) and semantic_contributed(res):
+        descriptions += [{"text": t, "prob": float(p), "abnormal": bool(a), "stream": "semantic"}
+                         for t, p, a in res.top_descriptions]
     new_state = {"zero_shot": hist_state,
                  "objects": {"tail": obj_tail, "version": None if normality is None else normality.version}}
     result = {
         "score": min(1.0, max(0.0, seg_score)),
         "s_sem": None if res is None else res.s_sem,
         "s_pred": None if res is None else res.s_pred,
-        "s_obj": None if obj_frames is None or not n_frames else float(obj_frames.max()),
+        "s_obj": obj_peak,
         "s_zero_shot": zs,
         "gate": None if res is None else res.gate,
         "frame_scores": [float(x) for x in frame_scores],
-        "top_descriptions": [] if res is None else
-        [{"text": t, "prob": float(p), "abnormal": bool(a)} for t, p, a in res.top_descriptions],
+        "top_descriptions": descriptions,
         "streams": {k: (None if v is None else float(v)) for k, v in out_streams.items()},
         "crop_boxes": None if res is None else res.crop_boxes,
         "boxes": None if obs is None else [[list(map(int, b)) for b in frame] for frame in obs.boxes],  # Detect's
