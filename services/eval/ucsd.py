@@ -162,6 +162,9 @@ def run_dataset_eval(
             variants.update({f"{k}_only": (("objects",), [k], base[1]) for k in base[0]})
             variants.update({f"without_{k}": (served, [j for j in base[0] if j != k], base[1]) for k in base[0]})
             variants["fixed_gate"] = (("objects",), base[0], "fixed")
+            variants["max_gate"] = (served, base[0], "max")
+            if base[1] != "context":
+                variants["context_gate"] = (served, base[0], "context")
     labels = [c.labels for c in test]
     result: dict[str, Any] = {}
     for name, (streams, sub, gate) in variants.items():

@@ -26,7 +26,7 @@ import torch
 from vigil.datasets.base import Clip, image_files
 from vigil.model.detectors import build_detector
 from vigil.model.calibration import fit_calibration
-from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes
+from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes, clip_dwell
 from vigil.model.dpc import cpc_loss, forecast_error
 from vigil.model.normality import STREAMS, NormalityConfig, NormalityModel
 from vigil.model.stages import segment_boxes
@@ -51,6 +51,7 @@ class NormalClips:
     boxes: list[list[list[tuple[int, int, int, int]]]]
     fps: float
     flow: list[np.ndarray] | None = None  # per clip float16 [T, h, w, 2] (flow channels only)
+    dwell: list[list[list[float]]] | None = None  # per clip, frame and box: its dwell (as Detect measures it)
     tube: Any = None  # the TubeConfig the flows were computed for
 
 
@@ -93,7 +94,9 @@ def prepare_clips(frames_dirs: Sequence[str | Path], cfg: NormalityConfig, fps: 
     if cfg.tube.channels == "flow":
         _, gap = cfg.tube.frames(fps)
         flows = [clip_flows(g, gap, preset=cfg.tube.flow_preset) for g in greys]
-    return NormalClips(names=names, grey=greys, boxes=detect_clips(cfg, greys), fps=fps, flow=flows, tube=cfg.tube)
+    boxes = detect_clips(cfg, greys)
+    dwell = [clip_dwell(b, g.shape[2], g.shape[1], fps, cfg.dwell_s)[0] for b, g in zip(boxes, greys)]
+    return NormalClips(names=names, grey=greys, boxes=boxes, fps=fps, flow=flows, tube=cfg.tube, dwell=dwell)
 
 
 def tube_index(clips: NormalClips, cfg: NormalityConfig, idx: Sequence[int], horizon: int) -> np.ndarray:
@@ -203,6 +206,7 @@ def fit_memory_and_calibration(
             own = None if bank_clip is None else torch.from_numpy(part[:, 0])[:, None] == bank_clip[None, :]
             raw.setdefault("attr", []).append(model.attribute_distance(attrs, exclude=own))
             raw.setdefault("place_speed", []).append(model.place_speed(attrs, exclude=own))
+            raw.setdefault("dwell", []).append(attrs[:, ATTRIBUTES.index("dwell")].astype(np.float64))
     model.calibration = {k: fit_calibration(np.concatenate(v)) for k, v in raw.items() if v}
     return {"memory": int(len(model.memory)), "calibration_crops": int(len(cal_rows))}
 
@@ -293,7 +297,8 @@ def _attributes(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
                 )
             f = cache[(c, t)]
         h, w = clips.grey[c].shape[1:]
-        out.append(box_attributes(f, clips.boxes[c][t][b], w, h))
+        dwell = clips.dwell[c][t][b] if clips.dwell is not None else 0.0
+        out.append(box_attributes(f, clips.boxes[c][t][b], w, h, dwell))
     return np.asarray(out, np.float32).reshape(-1, N_ATTRIBUTES)
 
 
@@ -466,7 +471,7 @@ def train_normal(
         save_state(steps)
 
     fit_info = fit_memory_and_calibration(model, clips, train_idx, cal_idx, rng)
-    if cfg.gate == "context":
+    if cfg.gate in ("context", "max"):  # max: the gate is fitted all the same, for the ablation's context variant
         fit_info.update(fit_gate(model, clips, cal_idx or train_idx, rng))
     fit_info.update(calibrate_served(model, [frames_dirs[i] for i in (cal_idx or train_idx)], fps, zero_shot))
     train_seconds = time.perf_counter() - t_start

@@ -12,7 +12,9 @@ held-out normal clips (0 = median of normal, 1 = its 99th percentile):
   histogram, :mod:`vigil.model.attributes`) to the nearest normal boxes of this camera;
 - ``place_speed``: the box's speed over the speed normal objects reach *at that place in the
   view* (perspective: far people are small and slow) — the 90th percentile of the speeds of
-  the ``place_k`` normal boxes nearest to it in the view.
+  the ``place_k`` normal boxes nearest to it in the view;
+- ``dwell``: how long the box's place has been occupied (:func:`~vigil.model.attributes.clip_dwell`):
+  an object that stays where objects only pass (loitering, a person dancing in place).
 
 A context gate (:class:`vigil.model.gate.ContextGate`) mixes them with weights
 ``softmax(MLP(c))`` from the crop's scene cues (place and size in the view); it is fitted on
@@ -41,7 +43,7 @@ from vigil.model.tubes import TubeConfig, crops_to_tensor
 
 __all__ = ["NormalityConfig", "NormalityModel", "STREAMS"]
 
-SPEED, H = ATTRIBUTES.index("speed"), ATTRIBUTES.index("h")
+SPEED, H, DWELL = ATTRIBUTES.index("speed"), ATTRIBUTES.index("h"), ATTRIBUTES.index("dwell")
 
 
 class NormalityConfig(BaseModel):
@@ -59,18 +61,21 @@ class NormalityConfig(BaseModel):
     work_side: int = Field(360, ge=64, le=4096, description="frames are downscaled to this longest side")
     memory_k: int = Field(3, ge=1, le=64, description="neighbours averaged by the normal-memory score")
     memory_size: int = Field(20000, ge=16, description="normal crop embeddings kept in memory")
-    gate: Literal["fixed", "context"] = Field(
+    gate: Literal["fixed", "context", "max"] = Field(
         "context",
         description="fixed: the even mix of the calibrated streams; context: weights softmax(MLP(c)) "
         "from the crop's scene cues (place and size in the view), fitted on held-out normal clips "
-        "against synthetic speed-ups of them (no real anomaly is ever seen)",
+        "against synthetic speed-ups of them (no real anomaly is ever seen); max: the most alarmed "
+        "calibrated stream (any stream may raise an alarm)",
     )
-    streams: list[Literal["pred", "mem", "motion", "attr", "place_speed"]] = Field(
+    streams: list[Literal["pred", "mem", "motion", "attr", "place_speed", "dwell"]] = Field(
         default_factory=lambda: ["pred", "mem", "motion"],
         description="pred: DPC forecast error; mem: distance to normal crop memory; motion: calibrated box speed; "
         "attr: distance of the box's velocity attributes to the camera's normal boxes; place_speed: the box's "
-        "speed over the speed normal objects reach at that place in the view",
+        "speed over the speed normal objects reach at that place in the view; dwell: how long the box's place "
+        "has been occupied",
     )
+    dwell_s: float = Field(5.0, gt=0, le=600, description="time constant of the occupancy map dwell reads (seconds)")
     attr_k: int = Field(5, ge=1, le=64, description="normal boxes averaged by the attribute stream")
     attr_place_weight: float = Field(
         0.0, ge=0, le=10, description="weight of place and size against velocity in the attribute space "
@@ -82,7 +87,7 @@ class NormalityConfig(BaseModel):
     empty_score: float = Field(-1.0, description="calibrated score of a frame without boxes")
 
 
-STREAMS = ("pred", "mem", "motion", "attr", "place_speed")
+STREAMS = ("pred", "mem", "motion", "attr", "place_speed", "dwell")
 MIN_SPEED = 0.5  # work pixels per flow gap: the slowest motion box_speed counts (slower places divide by this)
 
 
@@ -157,16 +162,16 @@ class NormalityModel(nn.Module):
 
     def place_reference(self, attrs: np.ndarray, exclude: Tensor | None = None) -> dict[str, np.ndarray]:
         """What normal moving objects do at each box's place: over the ``place_k`` normal boxes nearest
-        to it in the view, the ``place_quantile`` of their speeds (``speed_q``), their median speed
-        and median height (``speed_median``, ``h_median``), each ``[B]``."""
+        to it in the view, the ``place_quantile`` of their speeds (``speed_q``), their median speed,
+        height and dwell (``speed_median``, ``h_median``, ``dwell_median``), each ``[B]``."""
         attrs = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
         bank = self.attr_bank[self.attr_bank[:, SPEED] > 0]  # moving normal boxes
         if len(bank) == 0 or len(attrs) == 0:
             nan = np.full(len(attrs), np.nan)
-            return {"speed_q": nan, "speed_median": nan, "h_median": nan}
+            return {"speed_q": nan, "speed_median": nan, "h_median": nan, "dwell_median": nan}
         k = min(self.config.place_k, len(bank))
         q = torch.from_numpy(attrs[:, :2])
-        out: dict[str, list[Tensor]] = {"speed_q": [], "speed_median": [], "h_median": []}
+        out: dict[str, list[Tensor]] = {"speed_q": [], "speed_median": [], "h_median": [], "dwell_median": []}
         for i in range(0, len(q), 1024):
             d = torch.cdist(q[i : i + 1024], bank[:, :2])
             if exclude is not None:
@@ -176,6 +181,7 @@ class NormalityModel(nn.Module):
             out["speed_q"].append(torch.quantile(speeds, self.config.place_quantile, dim=1))
             out["speed_median"].append(speeds.median(dim=1).values)
             out["h_median"].append(heights.median(dim=1).values)
+            out["dwell_median"].append(bank[idx, DWELL].median(dim=1).values)
         return {key: torch.cat(v).double().numpy() for key, v in out.items()}
 
     def place_speed(self, attrs: np.ndarray, exclude: Tensor | None = None) -> np.ndarray:
@@ -200,6 +206,8 @@ class NormalityModel(nn.Module):
             extra["attr"] = self.attribute_distance(attributes)
         if attributes is not None and "place_speed" in self.config.streams:
             extra["place_speed"] = self.place_speed(attributes)
+        if attributes is not None and "dwell" in self.config.streams:
+            extra["dwell"] = np.asarray(attributes, np.float64).reshape(-1, N_ATTRIBUTES)[:, DWELL]
         if b == 0:
             return {"pred": np.zeros(0), "mem": np.zeros(0), **extra}
         z = self.embed(tubes.reshape(b * n, *tubes.shape[2:])).reshape(b, n, self.dim)
@@ -223,6 +231,8 @@ class NormalityModel(nn.Module):
             return cal[cfg.streams[0]]
         streams = list(cfg.streams)
         z = np.stack([cal[k] for k in streams], axis=1)
+        if cfg.gate == "max":
+            return z.max(axis=1)
         if cfg.gate == "context" and context is not None:
             with torch.no_grad():
                 w = self.gate(torch.from_numpy(np.asarray(context, np.float32)), [STREAMS.index(k) for k in streams])

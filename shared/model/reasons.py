@@ -8,6 +8,7 @@ against what normal objects do *at that place in the view* (:meth:`NormalityMode
 - ``attr``: the direction and speed of the motion, when that pattern is rare here;
 - ``mem``: "looks unlike the objects seen here in normal footage";
 - ``pred``: "moves unlike its own last seconds" (the forecast missed);
+- ``dwell``: "has stayed here about 40 s where objects usually stay 3 s";
 
 and, beside any of them, the object's size when it is at least twice the usual height there.
 A stream that did not fire gives no reason, so a calm scene is never explained by a stream
@@ -59,6 +60,10 @@ def object_reasons(attrs: np.ndarray, calibrated: dict[str, float], place: dict[
             text = "looks unlike the objects seen here in normal footage"
         elif stream == "pred":
             text = "moves unlike its own last seconds"
+        elif stream == "dwell":
+            stayed, usual_stay = place.get("dwell_s_here"), place.get("dwell_s_usual")
+            text = (f"has stayed here about {stayed:.0f} s where objects usually stay {usual_stay:.0f} s"
+                    if stayed is not None and usual_stay is not None else "stays where objects only pass")
         else:
             continue
         if any(d["text"] == text for d in out):

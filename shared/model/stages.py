@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes
+from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes, clip_dwell, dwell_seconds
 from vigil.model.detectors import Box, Detector, build_detector
 from vigil.model.normality import NormalityConfig, NormalityModel
 from vigil.model.reasons import object_reasons
@@ -71,7 +71,7 @@ __all__ = [
 # trainer through these very functions: the smoothed object score of a frame, and the zero-shot
 # model's segment score (for the zero-shot model named by ``NormalityModel.zero_shot_version``)
 FUSED, ZERO_SHOT = "fused", "zero_shot"
-SPEED = ATTRIBUTES.index("speed")
+SPEED, DWELL = ATTRIBUTES.index("speed"), ATTRIBUTES.index("dwell")
 
 
 @dataclass
@@ -82,6 +82,7 @@ class DetectorState:
     grey: np.ndarray | None = None  # last frames at work resolution, uint8 [L, h, w]
     flow: np.ndarray | None = None  # their optical flow (flow channels only), float16 [L, h, w, 2]
     detector: Detector | None = None  # the camera's object detector (running background)
+    occupancy: np.ndarray | None = None  # where objects were in the last seconds (vigil.model.attributes)
     frames_seen: int = 0
 
 
@@ -147,13 +148,14 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
         flow = np.concatenate([state.flow, new_flow]) if have and offset else new_flow
     n = cfg.tube.context
     crops, owner, speeds, attrs = [], [], [], []
+    dwell, state.occupancy = clip_dwell(work_boxes, w, h, state.fps, cfg.dwell_s, state.occupancy)
     for i, frame_boxes in enumerate(work_boxes if tubes else []):
         ti = offset + i
         times = [ti - k * step for k in range(n, 0, -1)] + [ti]
-        for box in frame_boxes:
+        for j, box in enumerate(frame_boxes):
             crops.append(tube_crops(buf, times, box, cfg.tube, gap, flow=flow))
             owner.append(i)
-            attrs.append(box_attributes(None if flow is None else flow[ti], box, w, h))
+            attrs.append(box_attributes(None if flow is None else flow[ti], box, w, h, dwell[i][j]))
             speeds.append(float(attrs[-1][SPEED]))  # = box_speed(flow[ti], box)
     big_h, big_w = frames.shape[1:3]
     sx, sy = big_w / w, big_h / h
@@ -201,6 +203,9 @@ def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: flo
         if obs.attributes is not None and len(obs.attributes) == len(crop):
             top = int(np.argmax(crop))
             place = {k: float(v[0]) for k, v in nm.place_reference(obs.attributes[top : top + 1]).items()}
+            if np.isfinite(place["dwell_median"]):
+                place["dwell_s_here"] = dwell_seconds(obs.attributes[top, DWELL], cfg.dwell_s)
+                place["dwell_s_usual"] = dwell_seconds(place["dwell_median"], cfg.dwell_s)
             at_top = {k: float(v[top]) for k, v in cal.items()}
             reasons = object_reasons(obs.attributes[top], at_top, place,
                                      {k: float(expit(4.0 * (v - 1.0))) for k, v in at_top.items()})

@@ -49,13 +49,19 @@ def timeline(client, ev: dict) -> None:  # noqa: ANN001
             st.caption(f"dashed: threshold {threshold:.2f} ({origin})")
 
 
+# what each stream's reason means to an analyst (vigil.model.reasons)
+STREAM_NAMES = {"semantic": "prompt", "place_speed": "speed here", "motion": "speed", "attr": "motion pattern",
+                "dwell": "time in place", "mem": "appearance", "pred": "motion forecast", "size": "size here"}
+
+
 def descriptions(ev: dict) -> None:
     top = ev.get("top_descriptions") or []
     if not top:
         st.caption("no descriptions were recorded for this event")
         return
     df = pd.DataFrame([{"description": d.get("text", ""), "probability": float(d.get("prob", 0.0)),
-                        "kind": "abnormal" if d.get("abnormal") else "normal"} for d in top])
+                        "kind": "abnormal" if d.get("abnormal") else "normal",
+                        "stream": STREAM_NAMES.get(d.get("stream"), d.get("stream") or "semantic")} for d in top])
     st.dataframe(df, hide_index=True, column_config={
         "probability": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.3f")})
 

@@ -51,8 +51,8 @@ def make_event(i: int, *, camera: str = "cam-a", score: float = 0.7, severity: s
         id=f"{camera}:{i:09d}", camera_id=camera, t_start=t, t_end=t + timedelta(seconds=8), first_seq=i,
         last_seq=i + 1, peak_score=score, severity=severity, status=status, model_version="m1",
         peak_s_sem=score + 0.05 if score < 0.95 else score, peak_s_pred=score - 0.1,
-        top_descriptions=[{"text": text, "prob": 0.6, "abnormal": True}, {"text": "people walking", "prob": 0.2,
-                                                                          "abnormal": False}],
+        top_descriptions=kw.pop("top_descriptions", None) or [
+            {"text": text, "prob": 0.6, "abnormal": True}, {"text": "people walking", "prob": 0.2, "abnormal": False}],
         segment_ids=[f"{camera}:{i}"], created_at=t, updated_at=t, **kw,
     )
 

@@ -117,3 +117,16 @@ def test_notifications_of_the_event_show_per_version_and_channel(admin, cameras,
     df = at.dataframe[-1].value
     assert list(zip(df["channel"], df["status"], df["attempts"])) == [("soc", "delivered", 2), ("vms", "dead_letter", 12)]
     assert df["latency s"][0] == 1.2 and df["last error"][0] == "HTTP 503: busy"
+
+
+def test_object_reasons_show_with_the_stream_that_gave_them(admin, cameras, seed):
+    reasons = [{"text": "moving 3.1× faster than objects usually move here", "prob": 0.93, "abnormal": True,
+                "stream": "place_speed"},
+               {"text": "has stayed here about 40 s where objects usually stay 2 s", "prob": 0.71, "abnormal": True,
+                "stream": "dwell"}]
+    seed(make_event(1, score=0.9, top_descriptions=reasons))
+    at = page_test("event_detail", admin, query={"event": EID}).run()
+    assert not at.exception, at.exception
+    df = at.dataframe[0].value
+    assert list(df["description"]) == [r["text"] for r in reasons]
+    assert list(df["stream"]) == ["speed here", "time in place"]

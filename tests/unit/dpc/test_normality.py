@@ -114,7 +114,7 @@ def trained(tmp_path_factory):
 def test_scorer_shapes_state_and_determinism(trained):
     _, _, _, path = trained
     model = NormalityModel.load(path)
-    assert set(model.calibration) == {"pred", "mem", "motion", "attr", "place_speed", stages.FUSED} and len(model.memory) > 0
+    assert set(model.calibration) == {"pred", "mem", "motion", "attr", "place_speed", "dwell", stages.FUSED} and len(model.memory) > 0
     assert len(model.attr_bank) > 0 and model.attr_std.min() > 0
     frames = _scene(t=32, seed=9)
     runs = []

@@ -122,3 +122,37 @@ def test_a_version_saved_before_the_attribute_streams_loads_with_them_off(tmp_pa
     old = NormalityModel.load(path)
     assert len(old.attr_bank) == 0 and old.gate.mlp[-1].out_features == 3
     assert old.place_speed(_box(0.5, 2.0, 0.1)[None])[0] == pytest.approx(2.0 / 0.5)
+
+
+def test_dwell_grows_for_an_object_that_stays_and_not_for_one_that_passes():
+    from vigil.model.attributes import clip_dwell, dwell_seconds
+
+    fps, w, h = 10.0, 160, 120
+    stay = [[(20, 20, 40, 60)] for _ in range(100)]  # 10 s in one place
+    walk = [[(x, 20, x + 20, 60)] for x in range(0, 140, 1)][:100]  # 1 px a frame: the same cells for ~0.8 s
+    d_stay, occ = clip_dwell(stay, w, h, fps, dwell_s=5.0)
+    d_walk, _ = clip_dwell(walk, w, h, fps, dwell_s=5.0)
+    assert d_stay[0][0] == 0.0 and d_stay[-1][0] == pytest.approx(1 - np.exp(-99 / 50), abs=0.02)
+    assert max(d[0] for d in d_walk) < 0.3 * d_stay[-1][0]
+    assert dwell_seconds(d_stay[-1][0], 5.0) == pytest.approx(9.9, abs=0.3)
+    # carried across segments: two halves with the map in between give the same dwell
+    first, mid = clip_dwell(stay[:50], w, h, fps, 5.0)
+    second, _ = clip_dwell(stay[50:], w, h, fps, 5.0, occ=mid)
+    assert [d[0] for d in first + second] == pytest.approx([d[0] for d in d_stay])
+
+
+def test_detect_carries_dwell_across_segments():
+    from vigil.model import stages
+
+    geometry = NormalityConfig(tube={"size": 32, "context": 2, "horizon": 1})
+    rng = np.random.default_rng(0)
+    frames = np.full((48, 120, 160, 3), 90, np.uint8) + rng.integers(0, 4, (48, 120, 160, 3), dtype=np.uint8)
+    for t in range(16, 48):  # after an empty segment, a bright object arrives and moves in place: a person who stays
+        x = 60 + 5 * (t % 3)
+        frames[t, 40:90, x : x + 20] = 230
+    state, dwell = None, []
+    for s in range(0, 48, 16):
+        obs, state = stages.detect(frames[s : s + 16], state, geometry, fps=10)
+        a = obs.attributes[:, ATTRIBUTES.index("dwell")]
+        dwell.append(a.max() if len(a) else 0.0)
+    assert state.occupancy is not None and dwell[0] == 0 and dwell[2] > dwell[1] > 0
