@@ -632,6 +632,9 @@ def _register_dataset_eval(dataset: str) -> None:
             "Kafka, Serve, SQL) and compute the metrics from the SQL rows")] = False,
         seed: int = 0,
         threads: Annotated[Optional[int], typer.Option(help="torch threads")] = None,
+        train_minutes: Annotated[Optional[float], typer.Option(
+            min=0.05, help="learn normality from only the first N minutes of the normal footage (a live "
+            "camera's normal period)")] = None,
     ) -> None:
         from services.eval.ucsd import run_dataset_eval
 
@@ -642,9 +645,10 @@ def _register_dataset_eval(dataset: str) -> None:
             raise _fail("--ablation runs offline only; drop it or --through-stack")
         res = run_dataset_eval(root, json_out, dataset=dataset, checkpoint=checkpoint, steps=steps, seed=seed,
                                ablation=ablation, clips=clips.split(",") if clips else None, threads=threads,
-                               through_stack=through_stack)
+                               through_stack=through_stack, train_minutes=train_minutes)
         typer.echo(json.dumps({k: res[k] for k in ("dataset", "path", "auc", "auc_video_norm", "ap", "frames",
-                                                   "train_seconds", "score_fps", "model_version") if k in res},
+                                                   "train_seconds", "train_frames", "score_fps", "model_version")
+                               if k in res},
                               indent=2))
 
     eval_dataset.__doc__ = (f"Train on the {dataset} normal training clips, score every test frame, "

@@ -83,6 +83,7 @@ def run_dataset_eval(
     backbone: str | None = DEFAULT_ZERO_SHOT,
     through_stack: bool = False,
     settings: Any = None,
+    train_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns the metrics
     and writes them to ``json_out`` when given.
@@ -138,7 +139,9 @@ def run_dataset_eval(
         training = read(root, "training")
         if train_clips is not None:
             training = [c for c in training if c.name in set(train_clips)]
-        kwargs = {} if steps is None else {"steps": steps}
+        kwargs: dict[str, Any] = {} if steps is None else {"steps": steps}
+        if train_minutes is not None:  # a live camera's normal period: the first minutes of normal footage
+            kwargs["max_seconds"] = 60.0 * train_minutes
         t0 = time.perf_counter()
         checkpoint = train_normal(
             [c.source for c in training], work_dir, fps=fps, seed=seed, config=config,
@@ -193,6 +196,8 @@ def run_dataset_eval(
                 **m,
                 "frames": int(sum(len(s) for s in scores)),
                 "train_seconds": train_seconds,
+                "train_minutes": train_minutes,
+                "train_frames": meta.get("train_frames"),
                 "score_fps": float(sum(len(s) for s in scores) / seconds),
                 "per_clip": per_clip,
                 "segment_frames": segment_frames,

@@ -13,6 +13,7 @@ look better than the same camera's next normal hour).
 from __future__ import annotations
 
 import json
+from itertools import islice
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vigil.datasets.base import Clip, image_files
+from vigil.datasets.base import Clip, image_files, video_frame_count
 from vigil.model.detectors import build_detector
 from vigil.model.calibration import fit_calibration
 from vigil.model.attributes import ATTRIBUTES, N_ATTRIBUTES, box_attributes, clip_dwell
@@ -62,13 +63,15 @@ def read_rgb(source: str | Path):
     return Clip(name=source.stem, source=source, frame_paths=paths).iter_frames()
 
 
-def load_grey_frames(source: str | Path, work_side: int) -> np.ndarray:
+def load_grey_frames(source: str | Path, work_side: int, limit: int | None = None) -> np.ndarray:
     """A folder of images or a video file → uint8 grey ``[T, h, w]`` with the longest side ≤ ``work_side``,
-    converted exactly as the live scorer converts a segment (:func:`work_grey`)."""
+    converted exactly as the live scorer converts a segment (:func:`work_grey`); ``limit``: its first frames only."""
+    from itertools import islice
+
     source = Path(source)
     if not source.is_file() and not image_files(source):
         raise ValueError(f"no images in {source}")
-    out = [work_grey(rgb[None], work_side)[0] for rgb in read_rgb(source)]
+    out = [work_grey(rgb[None], work_side)[0] for rgb in islice(read_rgb(source), limit)]
     if not out:
         raise ValueError(f"no frames in {source}")
     return np.stack(out)
@@ -87,9 +90,11 @@ def detect_clips(cfg: NormalityConfig, greys: Sequence[np.ndarray], segment: int
     return out
 
 
-def prepare_clips(frames_dirs: Sequence[str | Path], cfg: NormalityConfig, fps: float) -> NormalClips:
+def prepare_clips(frames_dirs: Sequence[str | Path], cfg: NormalityConfig, fps: float,
+                  limits: Sequence[int | None] | None = None) -> NormalClips:
     names = [Path(d).stem if Path(d).is_file() else Path(d).name for d in frames_dirs]
-    greys = [load_grey_frames(d, cfg.work_side) for d in frames_dirs]
+    limits = list(limits or [None] * len(frames_dirs))
+    greys = [load_grey_frames(d, cfg.work_side, n) for d, n in zip(frames_dirs, limits)]
     flows = None
     if cfg.tube.channels == "flow":
         _, gap = cfg.tube.frames(fps)
@@ -304,7 +309,7 @@ def _attributes(clips: NormalClips, rows: np.ndarray, speed: int) -> np.ndarray:
 
 @torch.no_grad()
 def served_scores(model: NormalityModel, sources: Sequence[str | Path], fps: float, zero_shot: Any = None,
-                  segment_frames: int = 16) -> tuple[list[float], list[float]]:
+                  segment_frames: int = 16, limits: Sequence[int | None] | None = None) -> tuple[list[float], list[float]]:
     """Every clip through the served stages (:mod:`vigil.model.stages`: detect → encode →
     score, one cold camera per clip): the raw object frame scores and the raw zero-shot
     segment scores they emit before calibration and the squash."""
@@ -313,10 +318,10 @@ def served_scores(model: NormalityModel, sources: Sequence[str | Path], fps: flo
     from vigil.model import stages
 
     objects, zs = [], []
-    for src in sources:
+    for src, limit in zip(sources, list(limits or [None] * len(sources))):
         det_state = stages.new_detector_state(model.config, fps)
         state: dict[str, Any] = {}
-        it = read_rgb(src)
+        it = islice(read_rgb(src), limit)
         while seg := list(islice(it, segment_frames)):
             frames = np.stack(seg)
             obs, det_state = stages.detect(frames, det_state, model.config)
@@ -329,7 +334,8 @@ def served_scores(model: NormalityModel, sources: Sequence[str | Path], fps: flo
 
 
 def calibrate_served(model: NormalityModel, sources: Sequence[str | Path], fps: float,
-                     zero_shot: Any = None, segment_frames: int = 16) -> dict[str, Any]:
+                     zero_shot: Any = None, segment_frames: int = 16,
+                     limits: Sequence[int | None] | None = None) -> dict[str, Any]:
     """Put the served detector's streams on its fusion scale, measured on held-out normal clips.
 
     Fits, on what :func:`served_scores` emits for the clips, the calibration of the smoothed
@@ -339,7 +345,7 @@ def calibrate_served(model: NormalityModel, sources: Sequence[str | Path], fps: 
     """
     from vigil.model import stages
 
-    objects, zs = served_scores(model, sources, fps, zero_shot, segment_frames)
+    objects, zs = served_scores(model, sources, fps, zero_shot, segment_frames, limits)
     model.calibration[stages.FUSED] = fit_calibration(objects)
     info: dict[str, Any] = {"served_calibration_frames": len(objects)}
     if zero_shot is not None and len(zs) >= 2:
@@ -365,6 +371,7 @@ def train_normal(
     checkpoint_every: int = 200,
     threads: int | None = 1,
     zero_shot: Any = None,
+    max_seconds: float | None = None,
 ) -> Path:
     """Train a camera's normality model on normal clips (folders of frames or video files); returns the checkpoint path.
 
@@ -393,9 +400,20 @@ def train_normal(
     if not frames_dirs:
         raise ValueError("train_normal needs at least one normal clip (a folder of frames or a video file)")
 
+    limits: list[int | None] = [None] * len(frames_dirs)
+    if max_seconds is not None:  # a live camera's normal period: the first max_seconds of footage, in clip order
+        budget, limits, used = int(round(max_seconds * fps)), [], []
+        for d in frames_dirs:
+            if budget <= 0:
+                break
+            n = min(budget, video_frame_count(d) if d.is_file() else len(image_files(d)))
+            used.append(d)
+            limits.append(n)
+            budget -= n
+        frames_dirs = used
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    clips = prepare_clips(frames_dirs, cfg, fps)
+    clips = prepare_clips(frames_dirs, cfg, fps, limits)
     train_idx, cal_idx = split_holdout(len(clips.grey), holdout_every)
     horizon = cfg.tube.horizon
     rows = tube_index(clips, cfg, train_idx, horizon)
@@ -473,13 +491,17 @@ def train_normal(
     fit_info = fit_memory_and_calibration(model, clips, train_idx, cal_idx, rng)
     if cfg.gate in ("context", "max"):  # max: the gate is fitted all the same, for the ablation's context variant
         fit_info.update(fit_gate(model, clips, cal_idx or train_idx, rng))
-    fit_info.update(calibrate_served(model, [frames_dirs[i] for i in (cal_idx or train_idx)], fps, zero_shot))
+    cal = cal_idx or train_idx
+    fit_info.update(calibrate_served(model, [frames_dirs[i] for i in cal], fps, zero_shot,
+                                     limits=[limits[i] for i in cal]))
     train_seconds = time.perf_counter() - t_start
     meta = {
         "clips": clips.names,
         "train_clips": [clips.names[i] for i in train_idx],
         "calibration_clips": [clips.names[i] for i in cal_idx],
         "fps": fps,
+        "train_frames": int(sum(len(g) for g in clips.grey)),
+        "max_seconds": max_seconds,
         "steps": steps,
         "batch": batch,
         "lr": lr,

@@ -81,3 +81,17 @@ def test_eval_cli_names_the_missing_layout(tmp_path):
     assert res.exit_code != 0 and "testing_videos" in res.output
     with pytest.raises(ValueError, match="unknown dataset 'ped3'"):
         run_dataset_eval(tmp_path, dataset="ped3")
+
+
+def test_eval_learns_from_only_the_first_minutes_of_normal_footage(tmp_path):
+    """A live camera's normal period: --train-minutes keeps the first N minutes, in clip order, cutting the last clip."""
+    from services.eval.ucsd import run_dataset_eval
+
+    _avenue(tmp_path / "data")
+    # 4 normal videos of 60 frames at 10 fps; 0.15 min = 90 frames: the first video and half the second
+    out = run_dataset_eval(tmp_path / "data", dataset="avenue", steps=10, config=TINY, fps=FPS, progress=False,
+                           train_minutes=0.15)
+    meta = out["checkpoint_meta"]
+    assert out["train_frames"] == meta["train_frames"] == 90 and out["train_minutes"] == 0.15
+    assert sorted(meta["train_clips"] + meta["calibration_clips"]) == ["01", "02"]
+    assert out["frames"] == 120 and np.isfinite(out["auc"])
