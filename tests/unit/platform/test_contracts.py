@@ -55,3 +55,19 @@ def test_event_message_kind_is_checked():
     with pytest.raises(ValueError):
         EventMessage(event_id="e", kind="started", camera_id="c", t_start=now, t_end=now, peak_score=0.9,
                      model_version="m")
+
+
+def test_event_message_carries_the_stream_behind_each_reason_to_notifications():
+    from services.notify.channels import notification_body
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    reason = {"text": "moving 3.1× faster than objects usually move here", "prob": 0.93, "abnormal": True,
+              "stream": "place_speed"}
+    old = {"text": "fighting between people", "prob": 0.7, "abnormal": True}  # written before reasons had a stream
+    msg = EventMessage(event_id="ev:c.1.1", kind="new", camera_id="c", version=1, t_start=now, t_end=now,
+                       peak_score=0.9, top_descriptions=[reason, old], model_version="m")
+    assert decode(EventMessage, msg.encode()) == msg
+    import json
+
+    body = json.loads(notification_body(msg, key="k", evidence_url=None))
+    assert body["top_descriptions"][0] == reason and body["top_descriptions"][1]["stream"] is None
