@@ -244,8 +244,11 @@ def fit_gate(
         rows = rows[[tuple(r) in keep_set for r in rows[:, :2].tolist()]]
     if len(rows) < 10:
         return {}
-    streams = list(model.config.streams)
+    streams = [k for k in model.config.streams if k not in model.config.max_streams]  # what the gate mixes
+    if len(streams) < 2:
+        return {}
     active = [STREAMS.index(k) for k in streams]
+    crops = bool({"pred", "mem"} & set(streams))
     cal = {}
     for sp in (1, speed):
         raws: dict[str, list] = {}
@@ -253,7 +256,8 @@ def fit_gate(
             part = rows[i : i + 2048]
             attrs = _attributes(clips, part, sp) if clips.flow is not None else None
             spd = None if attrs is None else attrs[:, ATTRIBUTES.index("speed")].astype(np.float64)
-            r = model.raw_scores(make_tubes(clips, model.config, part, horizon=1, speed=sp), spd, attrs)
+            tubes = make_tubes(clips, model.config, part, horizon=1, speed=sp) if crops else None
+            r = model.raw_scores(tubes, spd, attrs)
             for k, v in r.items():
                 raws.setdefault(k, []).append(v)
         cal[sp] = model.calibrated({k: np.concatenate(v) for k, v in raws.items()})

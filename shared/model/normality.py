@@ -69,11 +69,17 @@ class NormalityConfig(BaseModel):
         "calibrated stream (any stream may raise an alarm)",
     )
     streams: list[Literal["pred", "mem", "motion", "attr", "place_speed", "dwell"]] = Field(
-        default_factory=lambda: ["pred", "mem", "motion"],
+        default_factory=lambda: ["motion", "attr", "place_speed", "dwell"],
         description="pred: DPC forecast error; mem: distance to normal crop memory; motion: calibrated box speed; "
         "attr: distance of the box's velocity attributes to the camera's normal boxes; place_speed: the box's "
         "speed over the speed normal objects reach at that place in the view; dwell: how long the box's place "
         "has been occupied",
+    )
+    max_streams: list[Literal["pred", "mem", "motion", "attr", "place_speed", "dwell"]] = Field(
+        default_factory=lambda: ["dwell"],
+        description="streams kept out of the gate's mix, each able to raise a crop's score alone: the gate is "
+        "fitted on sped-up normal footage, which cannot show what they find (an object that stays is not a "
+        "speed-up)",
     )
     dwell_s: float = Field(5.0, gt=0, le=600, description="time constant of the occupancy map dwell reads (seconds)")
     attr_k: int = Field(5, ge=1, le=64, description="normal boxes averaged by the attribute stream")
@@ -191,7 +197,7 @@ class NormalityModel(nn.Module):
         return attrs[:, SPEED].astype(np.float64) / np.maximum(np.nan_to_num(ref, nan=MIN_SPEED), MIN_SPEED)
 
     @torch.no_grad()
-    def raw_scores(self, tubes: np.ndarray, speed: np.ndarray | None = None,
+    def raw_scores(self, tubes: np.ndarray | None, speed: np.ndarray | None = None,
                    attributes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Tubes uint8 ``[B, context+1, S, S, 3]`` (context, then the crop scored) → raw stream scores ``[B]``.
 
@@ -200,7 +206,6 @@ class NormalityModel(nn.Module):
         density (``attributes``, from :func:`~vigil.model.attributes.box_attributes`) when given
         and the ``attr`` stream is on.
         """
-        b, n = tubes.shape[:2]
         extra = {} if speed is None else {"motion": np.asarray(speed, np.float64)}
         if attributes is not None and "attr" in self.config.streams:
             extra["attr"] = self.attribute_distance(attributes)
@@ -208,6 +213,9 @@ class NormalityModel(nn.Module):
             extra["place_speed"] = self.place_speed(attributes)
         if attributes is not None and "dwell" in self.config.streams:
             extra["dwell"] = np.asarray(attributes, np.float64).reshape(-1, N_ATTRIBUTES)[:, DWELL]
+        if tubes is None:  # no crops were cut (no stream of this camera reads them)
+            return extra
+        b, n = tubes.shape[:2]
         if b == 0:
             return {"pred": np.zeros(0), "mem": np.zeros(0), **extra}
         z = self.embed(tubes.reshape(b * n, *tubes.shape[2:])).reshape(b, n, self.dim)
@@ -224,22 +232,37 @@ class NormalityModel(nn.Module):
         return {k: self.calibration[k].normalise(v) for k, v in raw.items() if k in self.calibration}
 
     def fuse(self, raw: dict[str, np.ndarray], context: np.ndarray | None = None) -> np.ndarray:
-        """Calibrated streams → one crop score via the gate (0 ≈ typical normal, 1 ≈ worst 1 % of normal)."""
+        """Calibrated streams → one crop score (0 ≈ typical normal, 1 ≈ worst 1 % of normal).
+
+        The streams outside ``max_streams`` are mixed by the gate; each of ``max_streams`` may
+        raise the crop's score alone (the maximum). A configured stream the observation did not
+        carry (``pred``/``mem`` without crop tubes) is left out.
+        """
         cfg = self.config
         cal = self.calibrated(raw)
-        if len(cfg.streams) == 1:
-            return cal[cfg.streams[0]]
-        streams = list(cfg.streams)
-        z = np.stack([cal[k] for k in streams], axis=1)
-        if cfg.gate == "max":
-            return z.max(axis=1)
-        if cfg.gate == "context" and context is not None:
-            with torch.no_grad():
-                w = self.gate(torch.from_numpy(np.asarray(context, np.float32)), [STREAMS.index(k) for k in streams])
-            w = w.double().numpy()
-        else:
-            w = np.full((1, len(streams)), 1.0 / len(streams))
-        return (w * z).sum(axis=1)
+        n = len(next(iter(raw.values()))) if raw else 0
+        mixed = [k for k in cfg.streams if k in cal and k not in cfg.max_streams]
+        alone = [k for k in cfg.streams if k in cal and k in cfg.max_streams]
+        out = np.full(n, -np.inf) if not mixed else None
+        if len(mixed) == 1:
+            out = cal[mixed[0]]
+        elif mixed:
+            z = np.stack([cal[k] for k in mixed], axis=1)
+            if cfg.gate == "max":
+                out = z.max(axis=1)
+            else:
+                if cfg.gate == "context" and context is not None:
+                    with torch.no_grad():
+                        w = self.gate(torch.from_numpy(np.asarray(context, np.float32)),
+                                      [STREAMS.index(k) for k in mixed]).double().numpy()
+                else:
+                    w = np.full((1, len(mixed)), 1.0 / len(mixed))
+                out = (w * z).sum(axis=1)
+        for k in alone:
+            out = np.maximum(out, cal[k])
+        if out is None or not np.isfinite(out).all():
+            raise ValueError(f"no configured object stream {cfg.streams} among the observed {sorted(cal)}")
+        return out
 
     def extra_state(self) -> dict[str, Any]:
         return {

@@ -121,7 +121,8 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
     """Detect stage: uint8 RGB ``[T, H, W, 3]`` + the camera's detector state → (observation, new state).
 
     The state is updated in place and returned; ``None`` starts a camera cold at ``fps``.
-    ``tubes=False`` (a camera without an object-normality version): boxes only, no flow or tubes.
+    ``tubes=False`` (a camera without an object-normality version): boxes only, no flow or tubes;
+    crop tubes are cut only when ``geometry.streams`` has a stream that reads them (pred, mem).
     """
     cfg = geometry
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -147,13 +148,16 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
         new_flow = clip_flows(buf, gap, start=offset if have else 0, preset=cfg.tube.flow_preset)
         flow = np.concatenate([state.flow, new_flow]) if have and offset else new_flow
     n = cfg.tube.context
+    # crop tubes only for the streams that read them (DPC forecast, appearance memory)
+    cut = tubes and bool({"pred", "mem"} & set(cfg.streams))
     crops, owner, speeds, attrs = [], [], [], []
     dwell, state.occupancy = clip_dwell(work_boxes, w, h, state.fps, cfg.dwell_s, state.occupancy)
     for i, frame_boxes in enumerate(work_boxes if tubes else []):
         ti = offset + i
         times = [ti - k * step for k in range(n, 0, -1)] + [ti]
         for j, box in enumerate(frame_boxes):
-            crops.append(tube_crops(buf, times, box, cfg.tube, gap, flow=flow))
+            if cut:
+                crops.append(tube_crops(buf, times, box, cfg.tube, gap, flow=flow))
             owner.append(i)
             attrs.append(box_attributes(None if flow is None else flow[ti], box, w, h, dwell[i][j]))
             speeds.append(float(attrs[-1][SPEED]))  # = box_speed(flow[ti], box)
@@ -163,10 +167,10 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
     size = cfg.tube.size
     obs = Observation(
         boxes=boxes,
-        tubes=None if not tubes else np.stack(crops) if crops else np.zeros((0, n + 1, size, size, 3), np.uint8),
+        tubes=None if not cut else np.stack(crops) if crops else np.zeros((0, n + 1, size, size, 3), np.uint8),
         owner=np.asarray(owner, np.int64), speeds=np.asarray(speeds, np.float64),
         context=box_context([b for fb in work_boxes for b in fb], w, h),
-        attributes=np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES),
+        attributes=np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES) if tubes else None,
     )
     keep = cfg.tube.history(state.fps)
     state.grey = buf[-keep:].copy()
@@ -189,7 +193,7 @@ def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: flo
     raw_frame = np.full(n_frames, cfg.empty_score, dtype=np.float64)
     peaks: dict[str, np.ndarray] = {}
     reasons: list[dict] = []
-    if obs.tubes is not None and len(obs.tubes):
+    if obs.attributes is not None and len(obs.attributes):
         raw = nm.raw_scores(obs.tubes, obs.speeds, obs.attributes)
         crop = nm.fuse(raw, obs.context)
         best = np.full(n_frames, -np.inf)
@@ -263,7 +267,7 @@ def score(zero_shot: Any, normality: NormalityModel | None, enc: Any, obs: Obser
     obj_reasons: list[dict] = []
     obj_state = state.get("objects") or {}
     obj_tail = list(obj_state.get("tail", []))
-    if normality is not None and "objects" in streams and obs is not None and obs.tubes is not None:
+    if normality is not None and "objects" in streams and obs is not None and obs.attributes is not None:
         if obj_state.get("version") != normality.version:
             obj_tail = []  # other heads: their raw scale differs
         obj_raw, obj_tail, peaks, obj_reasons = _object_frames(normality, obs, n_frames, fps, obj_tail)
