@@ -204,16 +204,27 @@ def fit_memory_and_calibration(
         if same_clip is not None:
             exclude = torch.from_numpy(part[:, 0])[:, None] == same_clip[None, :]
         raw["mem"].append(model.memory_distance(z[:, -1], exclude=exclude).numpy())
-        if clips.flow is not None:
+    info = {"memory": int(len(model.memory)), "calibration_crops": int(len(cal_rows))}
+    if clips.flow is not None:
+        # the attribute streams learn nothing from the crops, only from the bank of training boxes: they
+        # are calibrated on every normal clip (a training box never matched against its own clip's
+        # boxes), so their 99th percentiles rest on all the normal footage, not on a few held-out clips
+        every = sorted(set(train_idx) | set(cal_idx))
+        att_rows = tube_index(clips, cfg, every, horizon=1)
+        if len(att_rows) > 40000:
+            att_rows = att_rows[np.sort(rng.choice(len(att_rows), 40000, replace=False))]
+        bank_clip = torch.from_numpy(rows[:, 0])
+        for i in range(0, len(att_rows), 2048):
+            part = att_rows[i : i + 2048]
             attrs = _attributes(clips, part, 1)
+            own = torch.from_numpy(part[:, 0])[:, None] == bank_clip[None, :]
             raw.setdefault("motion", []).append(attrs[:, ATTRIBUTES.index("speed")].astype(np.float64))
-            bank_clip = None if same_clip is None else torch.from_numpy(rows[:, 0])
-            own = None if bank_clip is None else torch.from_numpy(part[:, 0])[:, None] == bank_clip[None, :]
             raw.setdefault("attr", []).append(model.attribute_distance(attrs, exclude=own))
             raw.setdefault("place_speed", []).append(model.place_speed(attrs, exclude=own))
             raw.setdefault("dwell", []).append(attrs[:, ATTRIBUTES.index("dwell")].astype(np.float64))
+        info["attribute_calibration_boxes"] = int(len(att_rows))
     model.calibration = {k: fit_calibration(np.concatenate(v)) for k, v in raw.items() if v}
-    return {"memory": int(len(model.memory)), "calibration_crops": int(len(cal_rows))}
+    return info
 
 
 def _context_of(clips: NormalClips, rows: np.ndarray) -> np.ndarray:

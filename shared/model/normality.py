@@ -1,7 +1,8 @@
 """Object normality: what is usual for this camera's objects, learned from its own normal footage.
 
-A crop tube (:mod:`vigil.model.tubes`) is scored by up to three streams, each calibrated on
-held-out normal clips (0 = median of normal, 1 = its 99th percentile):
+Every box Detect finds is scored by up to six streams, each calibrated on held-out normal
+clips (0 = median of normal, 1 = its 99th percentile); the first two read the box's crop tube
+(:mod:`vigil.model.tubes`), the others its attributes (:mod:`vigil.model.attributes`):
 
 - ``pred``: DPC forecast error of the crop given its tube's context (:mod:`vigil.model.dpc`);
   the encoder (a registry backbone's visual tower, trained from scratch) embeds each crop;
@@ -19,8 +20,11 @@ held-out normal clips (0 = median of normal, 1 = its 99th percentile):
 A context gate (:class:`vigil.model.gate.ContextGate`) mixes them with weights
 ``softmax(MLP(c))`` from the crop's scene cues (place and size in the view); it is fitted on
 held-out normal tubes against the same tubes sped up 3× (synthetic anomalies made from
-normal footage; no real anomaly is seen). Training: ``services/trainer/normality.py``;
-serving: :mod:`vigil.model.stages`.
+normal footage; no real anomaly is seen). A speed-up cannot show an object that stays, so the
+streams of ``max_streams`` (dwell) stay out of the mix and may raise a box's score alone.
+The served defaults and the evidence for them: ``benchmarks/avenue.json``,
+``benchmarks/ucsd_ped2.json``, ``benchmarks/attribute_study.json``. Training:
+``services/trainer/normality.py``; serving: :mod:`vigil.model.stages`.
 """
 
 from __future__ import annotations
