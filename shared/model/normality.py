@@ -73,7 +73,7 @@ class NormalityConfig(BaseModel):
         "calibrated stream (any stream may raise an alarm)",
     )
     streams: list[Literal["pred", "mem", "motion", "attr", "place_speed", "dwell"]] = Field(
-        default_factory=lambda: ["motion", "attr", "place_speed", "dwell"],
+        default_factory=lambda: ["motion", "attr", "place_speed"],
         description="pred: DPC forecast error; mem: distance to normal crop memory; motion: calibrated box speed; "
         "attr: distance of the box's velocity attributes to the camera's normal boxes; place_speed: the box's "
         "speed over the speed normal objects reach at that place in the view; dwell: how long the box's place "
