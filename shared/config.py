@@ -272,6 +272,10 @@ class NormalitySettings(_Strict):
         "2-core box (it trains with torch_threads threads whatever it reserves)")
     torch_threads: int = Field(1, ge=1, le=256)
     watch_interval_s: float = Field(10.0, gt=0, description="how often complete normal periods are looked for")
+    streams: list[Literal["pred", "mem", "motion", "attr", "place_speed", "dwell"]] | None = Field(
+        None, min_length=1, description="object streams a new version scores with (None: the served defaults, "
+        "motion, attr and place_speed); add dwell where people stopping or loitering is the anomaly to find "
+        "(benchmarks/avenue.json); pred and mem need crop tubes, cut only when the served defaults read them")
 
 
 class IngestSettings(_Strict):

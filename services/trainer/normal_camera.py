@@ -116,8 +116,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     dirs = [materialise(store, clip, work / f"clip{i:04d}") for i, clip in enumerate(config["train_clips"])]
     zero_shot = AnomalyModel.create(config["backbone"])
     out = work / "out"
+    streams = config.get("streams")  # None: the served defaults
     train_normal(dirs, out, fps=config["fps"], steps=config["steps"], seed=config["seed"],
-                 threads=config["threads"], zero_shot=zero_shot, progress=False)
+                 threads=config["threads"], zero_shot=zero_shot, progress=False,
+                 config={"streams": streams} if streams else None)
     meta = json.loads((out / "normality.json").read_text())
     ray.train.report({"final_loss": meta.get("final_loss") or 0.0, "tubes": meta.get("tubes", 0)},
                      checkpoint=Checkpoint.from_directory(str(out)))
@@ -218,7 +220,7 @@ def train_camera(settings: Settings, camera_id: str, *, steps: int | None = None
         result = _fit_with_ray(settings, run_id, {
             "s3": settings.s3.for_workers(),
             "train_clips": train, "fps": period.fps or 4.0, "steps": steps, "seed": seed,
-            "threads": cfg.torch_threads, "backbone": backbone,
+            "threads": cfg.torch_threads, "backbone": backbone, "streams": cfg.streams,
         })
         if result.error:
             raise NormalTrainingError(f"training failed: {result.error}")

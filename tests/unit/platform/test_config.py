@@ -102,3 +102,12 @@ def test_missing_config_file_is_clear(tmp_path):
 def test_release_threshold_must_not_exceed_threshold():
     with pytest.raises(ConfigError, match="release_threshold"):
         load_settings(None, camera_defaults={"threshold": 0.5, "release_threshold": 0.6})
+
+
+def test_normality_streams_are_configurable_and_checked():
+    from vigil.config import load_settings
+
+    s = load_settings(None, normality={"streams": ["motion", "attr", "place_speed", "dwell"]})
+    assert s.normality.streams[-1] == "dwell" and load_settings(None).normality.streams is None
+    with pytest.raises(Exception, match="loiter"):
+        load_settings(None, normality={"streams": ["loiter"]})
