@@ -2,7 +2,7 @@
 
 Ped2's reduced run guards the scene the defaults were first built on; this one guards a scene
 of another size (640x360), frame rate (25 fps) and kind of anomaly (a person dancing in place,
-running, throwing), learnt from its first normal minute only. It trains on two of the subset's
+running, throwing), learnt from 16 s of its normal footage. It trains on two of the subset's
 normal videos with few steps and scores every test video through the served stages
 (offline: Ped2's reduced run checks that the stack gives the same scores). The floor is set from a
 measured run with margin (benchmarks/avenue.json, "ci_reduced").
@@ -19,9 +19,9 @@ ROOT = Path(os.environ.get("VIGIL_AVENUE", Path(__file__).resolve().parents[3] /
 
 TRAIN_CLIPS = ["12", "16"]  # 389 frames: 16 s of normal footage
 STEPS = 100
-# Measured (benchmarks/avenue.json, "ci_reduced"): see AUC_FLOOR's record; today's defaults before the
+# Measured (benchmarks/avenue.json, "ci_reduced"): 0.6296 pooled, 106 s on a busy 2-core machine; the defaults before the
 # attribute streams scored 0.45-0.55 on the whole subset, so the floor catches a return to them.
-AUC_FLOOR = 0.62
+AUC_FLOOR = 0.60
 TIME_LIMIT_S = 1200  # a guard against a runaway, not a benchmark
 BACKBONE = "vigil-tiny"
 
