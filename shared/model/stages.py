@@ -222,14 +222,13 @@ def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: flo
 
 
 def semantic_contributed(res: Any) -> bool:
-    """Whether the semantic stream carried at least half of the zero-shot score (its descriptions
-    explain the score only then: a calm plaza is not "fire 0.73" because the forecast moved)."""
+    """Whether the semantic stream is part of the zero-shot score (it ran and the context gate gives
+    it weight): its descriptions explain a score only then. Whether the zero-shot family carried the
+    segment at all is decided in :func:`score` (an event the object streams raised on a calm plaza
+    does not show "fire 0.73")."""
     if res.s_sem is None:
         return False
-    if res.s_pred is None:
-        return True
-    g = 0.5 if res.gate is None else res.gate
-    return g * res.s_sem >= (1.0 - g) * res.s_pred
+    return res.s_pred is None or res.gate is None or res.gate > 0.0
 
 
 @torch.no_grad()

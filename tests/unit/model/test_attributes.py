@@ -101,11 +101,37 @@ def test_reasons_name_the_streams_that_fired_in_words(model):
     assert object_reasons(box, {"place_speed": 0.6, "mem": 0.9}, place, {}) == []
 
 
-def test_semantic_descriptions_only_when_the_semantic_stream_carried_the_score():
-    assert semantic_contributed(SimpleNamespace(s_sem=0.7, s_pred=0.2, gate=0.5))
-    assert not semantic_contributed(SimpleNamespace(s_sem=0.1, s_pred=0.9, gate=0.5))
+def test_semantic_descriptions_only_when_the_semantic_stream_is_part_of_the_score():
+    assert semantic_contributed(SimpleNamespace(s_sem=0.1, s_pred=0.9, gate=0.5))
     assert semantic_contributed(SimpleNamespace(s_sem=0.1, s_pred=None, gate=None))
-    assert not semantic_contributed(SimpleNamespace(s_sem=None, s_pred=0.5, gate=None))
+    assert not semantic_contributed(SimpleNamespace(s_sem=0.7, s_pred=0.2, gate=0.0))  # gated out
+    assert not semantic_contributed(SimpleNamespace(s_sem=None, s_pred=0.5, gate=None))  # semantic off
+
+
+def test_an_event_the_object_streams_raised_shows_their_reasons_not_the_prompts():
+    from vigil.model import stages
+
+    res = SimpleNamespace(s_sem=0.9, s_pred=0.1, gate=0.5, score=0.3, frame_scores=[0.3] * 4,
+                          top_descriptions=[("fire", 0.73, True)], crop_boxes=None)
+    zero_shot = SimpleNamespace(version="zs", score=lambda enc, hist, ps: (res, hist))
+    model = NormalityModel(NormalityConfig(streams=["place_speed"], place_k=50), encoder=object(), dim=8)
+    model.fit_attributes(_bank())
+    from vigil.model.calibration import ScoreCalibration
+
+    model.calibration = {"place_speed": ScoreCalibration(median=0.5, q99=1.0, mean=0.5, std=0.2, n=100)}
+    fast = _box(0.2, 4.0, 0.05)  # 4x what people reach far away
+    obs = stages.Observation(boxes=[[(0, 0, 1, 1)]] * 4, tubes=None, owner=np.arange(4),
+                             speeds=np.full(4, 4.0), context=np.zeros((4, 4), np.float32),
+                             attributes=np.stack([fast] * 4))
+    out, _ = stages.score(zero_shot, model, SimpleNamespace(), obs, {}, fps=10)
+    texts = [d["text"] for d in out["top_descriptions"]]
+    assert out["s_obj"] > 0.9 and "fire" not in texts, out["top_descriptions"]
+    assert texts[0].endswith("× faster than objects usually move here") and out["top_descriptions"][0]["stream"] == "place_speed"
+    assert float(texts[0].split()[1].rstrip("×")) == pytest.approx(4.0, rel=0.1)  # 4 px against a median of ~1
+    # a calm box: the zero-shot family carries the segment and its prompts explain it
+    obs.attributes = np.stack([_box(0.2, 1.0, 0.05)] * 4)
+    out, _ = stages.score(zero_shot, model, SimpleNamespace(), obs, {}, fps=10)
+    assert [d["text"] for d in out["top_descriptions"]] == ["fire"] and out["top_descriptions"][0]["stream"] == "semantic"
 
 
 def test_a_version_saved_before_the_attribute_streams_loads_with_them_off(tmp_path):
