@@ -626,7 +626,7 @@ def _register_dataset_eval(dataset: str) -> None:
         checkpoint: Annotated[Optional[Path], typer.Option(help="a trained normality.pt (skip training)")] = None,
         steps: Annotated[Optional[int], typer.Option(help="training steps (default: the model's default)")] = None,
         clips: Annotated[Optional[str], typer.Option(help="comma-separated test clips, e.g. 01,02")] = None,
-        ablation: Annotated[bool, typer.Option(help="also score each stream alone (offline only)")] = False,
+        ablation: Annotated[bool, typer.Option(help="also score each stream alone and each left out, and the other gates (offline only)")] = False,
         through_stack: Annotated[bool, typer.Option(
             "--through-stack", help="stream each test clip as a camera of a fresh embedded stack (ingest, S3, "
             "Kafka, Serve, SQL) and compute the metrics from the SQL rows")] = False,
