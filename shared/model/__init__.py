@@ -6,8 +6,9 @@
 - zero-shot streams: :mod:`~vigil.model.anomaly` (their composition), semantic
   :mod:`~vigil.model.frame_scorer` + :mod:`~vigil.model.prompts` + :mod:`~vigil.model.coop`,
   predictive :mod:`~vigil.model.dpc`, :mod:`~vigil.model.temporal`
-- object-normality streams: :mod:`~vigil.model.normality` (tube DPC, box speed), appearance
-  memory :mod:`~vigil.model.memory`
+- object-normality streams: :mod:`~vigil.model.normality` (box speed, place-relative speed,
+  motion-pattern density, dwell, tube DPC), box attributes :mod:`~vigil.model.attributes`,
+  appearance memory :mod:`~vigil.model.memory`, reasons in words :mod:`~vigil.model.reasons`
 - fusion: :mod:`~vigil.model.gate` (context gates), :mod:`~vigil.model.calibration` (one scale per camera)
 - weights: :mod:`~vigil.model.heads` (trained heads files)
 """

@@ -1,8 +1,10 @@
 """Object normality: what is usual for this camera's objects, learned from its own normal footage.
 
-Every box Detect finds is scored by up to six streams, each calibrated on held-out normal
-clips (0 = median of normal, 1 = its 99th percentile); the first two read the box's crop tube
-(:mod:`vigil.model.tubes`), the others its attributes (:mod:`vigil.model.attributes`):
+Every box Detect finds is scored by up to six streams, each calibrated on the camera's normal
+footage (0 = median of normal, 1 = its 99th percentile: the crop streams on held-out clips, the
+attribute streams on every normal clip, never against their own clip's boxes); the first two read
+the box's crop tube (:mod:`vigil.model.tubes`), the others its attributes
+(:mod:`vigil.model.attributes`):
 
 - ``pred``: DPC forecast error of the crop given its tube's context (:mod:`vigil.model.dpc`);
   the encoder (a registry backbone's visual tower, trained from scratch) embeds each crop;
