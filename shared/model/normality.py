@@ -156,12 +156,21 @@ class NormalityModel(nn.Module):
         self.attr_std = torch.from_numpy(f.std(0) + 1e-3).float()
         self.attr_bank = torch.from_numpy(a)
 
+    def _bank_views(self) -> tuple[Tensor, Tensor]:
+        """(the bank in the attribute space, its moving boxes), computed once per bank and place weight:
+        Score asks for them on every segment."""
+        key = (self.attr_bank.data_ptr(), len(self.attr_bank), self.config.attr_place_weight)
+        if getattr(self, "_bank_cache", (None,))[0] != key:
+            space = self.attribute_space(self.attr_bank.numpy()) if len(self.attr_bank) else torch.zeros(0)
+            self._bank_cache = (key, space, self.attr_bank[self.attr_bank[:, SPEED] > 0])
+        return self._bank_cache[1], self._bank_cache[2]
+
     def attribute_distance(self, attrs: np.ndarray, exclude: Tensor | None = None) -> np.ndarray:
         """Mean distance of each box's attributes to its ``attr_k`` nearest normal boxes (0 without a bank)."""
         attrs = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
         if len(self.attr_bank) == 0 or len(attrs) == 0:
             return np.zeros(len(attrs))
-        bank = self.attribute_space(self.attr_bank.numpy())
+        bank, _ = self._bank_views()
         q = self.attribute_space(attrs)
         k = min(self.config.attr_k, len(bank))
         out = []
@@ -177,7 +186,7 @@ class NormalityModel(nn.Module):
         to it in the view, the ``place_quantile`` of their speeds (``speed_q``), their median speed,
         height and dwell (``speed_median``, ``h_median``, ``dwell_median``), each ``[B]``."""
         attrs = np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES)
-        bank = self.attr_bank[self.attr_bank[:, SPEED] > 0]  # moving normal boxes
+        _, bank = self._bank_views()  # moving normal boxes
         if len(bank) == 0 or len(attrs) == 0:
             nan = np.full(len(attrs), np.nan)
             return {"speed_q": nan, "speed_median": nan, "h_median": nan, "dwell_median": nan}

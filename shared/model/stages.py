@@ -93,9 +93,13 @@ class Observation:
     boxes: list[list[Box]]  # per frame, in pixels of the input frames
     tubes: np.ndarray | None  # uint8 [N, context+1, S, S, 3]: context crops, then the crop scored (None: not made)
     owner: np.ndarray  # int [N]: the frame of each tube
-    speeds: np.ndarray  # float [N]: box speed (work pixels per flow gap)
     context: np.ndarray  # float32 [N, 4]: scene cues of each box
     attributes: np.ndarray | None = None  # float32 [N, N_ATTRIBUTES]: place, size, velocity (vigil.model.attributes)
+
+    @property
+    def speeds(self) -> np.ndarray:
+        """float ``[N]``: box speed in work pixels per flow gap (= :func:`~vigil.model.tubes.box_speed`)."""
+        return np.zeros(0) if self.attributes is None else self.attributes[:, SPEED].astype(np.float64)
 
 
 def new_detector_state(geometry: NormalityConfig, fps: float) -> DetectorState:
@@ -150,7 +154,7 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
     n = cfg.tube.context
     # crop tubes only for the streams that read them (DPC forecast, appearance memory)
     cut = tubes and bool({"pred", "mem"} & set(cfg.streams))
-    crops, owner, speeds, attrs = [], [], [], []
+    crops, owner, attrs = [], [], []
     dwell, state.occupancy = clip_dwell(work_boxes, w, h, state.fps, cfg.dwell_s, state.occupancy)
     for i, frame_boxes in enumerate(work_boxes if tubes else []):
         ti = offset + i
@@ -160,7 +164,6 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
                 crops.append(tube_crops(buf, times, box, cfg.tube, gap, flow=flow))
             owner.append(i)
             attrs.append(box_attributes(None if flow is None else flow[ti], box, w, h, dwell[i][j]))
-            speeds.append(float(attrs[-1][SPEED]))  # = box_speed(flow[ti], box)
     big_h, big_w = frames.shape[1:3]
     sx, sy = big_w / w, big_h / h
     boxes = [[_scale_box(b, sx, sy, big_w, big_h) for b in fb] for fb in work_boxes]
@@ -168,7 +171,7 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
     obs = Observation(
         boxes=boxes,
         tubes=None if not cut else np.stack(crops) if crops else np.zeros((0, n + 1, size, size, 3), np.uint8),
-        owner=np.asarray(owner, np.int64), speeds=np.asarray(speeds, np.float64),
+        owner=np.asarray(owner, np.int64),
         context=box_context([b for fb in work_boxes for b in fb], w, h),
         attributes=np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES) if tubes else None,
     )

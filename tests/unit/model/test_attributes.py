@@ -121,7 +121,7 @@ def test_an_event_the_object_streams_raised_shows_their_reasons_not_the_prompts(
     model.calibration = {"place_speed": ScoreCalibration(median=0.5, q99=1.0, mean=0.5, std=0.2, n=100)}
     fast = _box(0.2, 4.0, 0.05)  # 4x what people reach far away
     obs = stages.Observation(boxes=[[(0, 0, 1, 1)]] * 4, tubes=None, owner=np.arange(4),
-                             speeds=np.full(4, 4.0), context=np.zeros((4, 4), np.float32),
+                             context=np.zeros((4, 4), np.float32),
                              attributes=np.stack([fast] * 4))
     out, _ = stages.score(zero_shot, model, SimpleNamespace(), obs, {}, fps=10)
     texts = [d["text"] for d in out["top_descriptions"]]
