@@ -253,6 +253,13 @@ class ModelSettings(_Strict):
     allow_download: bool = Field(False, description="let open_clip fetch pretrained weights from the hub")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads; empty = torch default")
     prompt_set: str = Field("default", description="name of the prompt set used when a camera names none")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="where Encode runs the backbone: auto = cuda when the replica sees a GPU "
+                        "(serve.encoder_num_gpus > 0), else cpu")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="the encoder's forward precision (autocast; weights and scores stay fp32): auto = fp16 "
+        "on cuda, fp32 on cpu")
+    pin_memory: bool = Field(True, description="page-locked input batches copied asynchronously (cuda only)")
 
 
 class NormalitySettings(_Strict):

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from services.bench.cost import cost_per_segment
+
 log = logging.getLogger(__name__)
 
 
@@ -94,43 +96,47 @@ def _sample_segments(folder: Path, n: int, t: int) -> list[np.ndarray]:
 
 def bare_encoder_fps(model: Any, segments: list[np.ndarray], *, batch_size: int, seconds: float = 20.0,
                      warmup: int = 1, fps: float = 4.0) -> dict[str, float]:
-    """Frames/s of the served detector's bare loop for about ``seconds``: each segment through the
-    very stage functions the Serve deployments run (:mod:`vigil.model.stages`: Detect with the
-    camera's state carried along, Encode, Score), in one process, with nothing around them —
-    the limit the end-to-end rate is compared with. ``segments`` are one camera's, in order;
-    each pass over them starts the camera cold. ``batch_size`` is kept for the record (Encode
-    runs one forward per segment of a batch)."""
+    """Frames/s of the served detector's bare loop for about ``seconds``: ``batch_size`` cameras
+    through the very stage functions the Serve deployments run (:mod:`vigil.model.stages`: Detect
+    with each camera's state carried along, Encode of all their segments as one batch, Score), in
+    one process, with nothing around them — the limit the end-to-end rate is compared with.
+    ``segments`` are one clip's, in order; camera ``k`` starts ``k`` segments into it, and each
+    pass over the clip starts a camera cold."""
     import torch
 
     from services.scoring.serve_app import geometry_config
     from vigil.model import stages
 
     geometry = geometry_config()
+    n = len(segments)
 
-    def run(seg: np.ndarray, det: Any, state: Any) -> tuple[Any, Any]:
-        obs, det = stages.detect(seg, det, geometry, fps=fps, tubes=False)  # a zero-shot camera: boxes only
-        _res, state = stages.score(model, None, stages.encode(model, seg, obs), obs, state, fps=fps)
-        return det, state
+    def step(i: int, cams: list[list[Any]]) -> int:
+        """Segment ``i`` of every camera through Detect → Encode (one batch) → Score; frames done."""
+        items = []
+        for k, cam in enumerate(cams):
+            j = (i + k) % n
+            if j == 0:
+                cam[0] = cam[1] = None  # the clip starts again: a new camera stream
+            obs, cam[0] = stages.detect(segments[j], cam[0], geometry, fps=fps, tubes=False)  # zero-shot: boxes only
+            items.append((segments[j], obs))
+        for cam, enc, (seg, obs) in zip(cams, stages.encode_batch(model, items), items):
+            _res, cam[1] = stages.score(model, None, enc, obs, cam[1], fps=fps)
+        return sum(len(seg) for seg, _ in items)
 
     with torch.no_grad():
-        det = state = None
-        for seg in segments[:warmup]:
-            det, state = run(seg, det, state)
-        frames = 0
-        n_seg = 0
+        cams: list[list[Any]] = [[None, None] for _ in range(batch_size)]  # per camera: detector state, score state
+        for i in range(warmup):
+            step(i, cams)
+        frames = n_seg = 0
         t0 = time.perf_counter()
-        i = 0
+        i = warmup
         while time.perf_counter() - t0 < seconds or n_seg == 0:
-            for k in range(batch_size):
-                j = (i + k) % len(segments)
-                if j == 0:
-                    det = state = None  # the clip starts again: a new camera stream
-                det, state = run(segments[j], det, state)
-                frames += len(segments[j])
-                n_seg += 1
-            i += batch_size
+            frames += step(i, cams)
+            n_seg += batch_size
+            i += 1
         dt = time.perf_counter() - t0
-    return {"fps": frames / dt, "segment_s": dt / n_seg, "segments": n_seg, "seconds": dt}
+    return {"fps": frames / dt, "segment_s": dt / n_seg, "batch_s": dt * batch_size / n_seg,
+            "segments": n_seg, "seconds": dt}
 
 
 def _bare_process(backbone: str, threads: int | None, segments: list[np.ndarray], batch_size: int, seconds: float,
@@ -321,6 +327,18 @@ def _stage_totals() -> dict[str, tuple[float, float]]:
     return out
 
 
+def _stage_cpu() -> dict[str, float]:
+    """CPU seconds so far of every fixed-path stage counted in this process (ingest, worker)."""
+    from vigil import metrics
+
+    out: dict[str, float] = {}
+    for m in metrics.STAGE_CPU_SECONDS.collect():
+        for smp in m.samples:
+            if smp.name.endswith("_total"):
+                out[smp.labels["stage"]] = smp.value
+    return out
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
@@ -445,8 +463,20 @@ def run_bench(
         joined = time.monotonic() + 60
         while not worker.consumer.assignment() and time.monotonic() < joined:
             time.sleep(0.2)  # the consumer joins its group before the cameras start
-        stages0 = _stage_totals()
+        stages0, stage_cpu0 = _stage_totals(), _stage_cpu()
         score_fn.stats()
+        replica_cpu = {"detect": 0.0, "encode": 0.0, "score": 0.0}
+
+        def take_stats() -> None:
+            nonlocal busy_s, busy_cpu_s
+            st = score_fn.stats()
+            batch_sizes.extend(st["batch_sizes"])
+            busy_s += st["busy_s"]
+            busy_cpu_s += st.get("busy_cpu_s", 0.0)
+            replica_cpu["encode"] += st.get("busy_cpu_s", 0.0)
+            for k in ("detect", "score"):
+                replica_cpu[k] += (st.get(k) or {}).get("cpu_s", 0.0)
+
         ingest_producer = make_producer(s.kafka, "bench-ingest")
         ingest = IngestService(s, ObjectStore(s.s3), ingest_producer, buffer_segments=64)
         # staggered starts: camera i begins i/N of a segment later
@@ -459,10 +489,7 @@ def run_bench(
         deadline = time.monotonic() + seconds + seg_s + (drain_s if drain_s is not None else seconds)
         while time.monotonic() < deadline:
             time.sleep(2.0)
-            st = score_fn.stats()
-            batch_sizes += st["batch_sizes"]
-            busy_s += st["busy_s"]
-            busy_cpu_s += st.get("busy_cpu_s", 0.0)
+            take_stats()
             from sqlmodel import Session, func, select
 
             with Session(engine) as db:
@@ -472,16 +499,15 @@ def run_bench(
                  f"{ingest_totals['segments_published']} segments, scored {n}")
             if ingest.join(timeout=0) and n >= ingest_totals["segments_published"]:
                 break
-        cpu1, t_cpu1 = _cpu_snapshot(), time.time()
+        take_stats()
+        cpu1, t_cpu1, stage_cpu1 = _cpu_snapshot(), time.time(), _stage_cpu()
+        replica_cpu_window = dict(replica_cpu)
         steal["e2e"] = _steal_share(h0, _host_cpu())
         ingest_totals = _ingest_totals(ingest.health())
         ingest.shutdown(10)
         worker.stop.set()
         wth.join(60)
-        st = score_fn.stats()
-        batch_sizes += st["batch_sizes"]
-        busy_s += st["busy_s"]
-        busy_cpu_s += st.get("busy_cpu_s", 0.0)
+        take_stats()
         stages1 = _stage_totals()
         t_end = time.time()
 
@@ -527,6 +553,11 @@ def run_bench(
             stage[k] = {"mean_s": (sm - s0) / (ct - c0), "count": int(ct - c0)}
     p95 = _pct(lat, 95)
     wall = t_end - t_ingest
+    cores = _cpu_delta(cpu0, cpu1, t_cpu1 - t_ingest)
+    cost = cost_per_segment(
+        segments=len(rows), wall_s=t_cpu1 - t_ingest, cores_by_process=cores,
+        stage_cpu_s={k: v - stage_cpu0.get(k, 0.0) for k, v in stage_cpu1.items() if v - stage_cpu0.get(k, 0.0) > 0},
+        replica_cpu_s=replica_cpu_window)
     result = BenchResult(
         bare_fps=round(bare_fps, 3), e2e_fps=round(e2e_fps, 3), ratio=round(e2e_fps / bare_fps, 4),
         latency_p50_s=round(_pct(lat, 50), 3), latency_p95_s=round(p95, 3), latency_p99_s=round(_pct(lat, 99), 3),
@@ -548,7 +579,9 @@ def run_bench(
             # the encoder's own rate inside its Serve replica during the run (same load as e2e)
             "encode_fps_in_replica": round(len(rows) * T / max(1e-9, busy_s), 3),
             "batch_size_hist": {str(k): v for k, v in sorted(Counter(batch_sizes).items())},
-            "cores_by_process": _cpu_delta(cpu0, cpu1, t_cpu1 - t_ingest),
+            "cores_by_process": cores,
+            # CPU ms per scored segment: the model's stages and every stage of the fixed path around it
+            "cpu_ms_per_segment": cost,
             "peak_rss_mb": round(mem.peak_mb, 1),
             "peak_rss_mb_by_process": {k: round(v, 1) for k, v in sorted(mem.peak_by_name.items(), key=lambda kv: -kv[1])[:8]},
             "host": {"cpus": os.cpu_count(), "loadavg_before": [round(x, 2) for x in load_before],
@@ -561,6 +594,9 @@ def run_bench(
     out = result.to_dict()
     echo(json.dumps({k: out[k] for k in ("bare_fps", "e2e_fps", "ratio", "latency_p95_s", "segment_compute_s",
                                           "latency_p95_over_compute", "segments_scored")}))
+    if cost:
+        echo(f"CPU ms per segment: model {cost['model_total']} {cost['model']}; fixed path {cost['fixed_path_total']} "
+             f"{cost['fixed_path']}")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(out, indent=2))

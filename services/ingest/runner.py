@@ -134,7 +134,10 @@ class CameraIngest:
         wall0 = utcnow()
         seg_t0 = 0.0
         try:
+            c_body_end = time.thread_time()
             for t, frame in open_source(self.cam.source, self.stop, self._retrying):
+                # the source's own cost (read and decode the camera's frame): between the loop bodies
+                metrics.STAGE_CPU_SECONDS.labels("camera_read").inc(max(0.0, time.thread_time() - c_body_end))
                 now = time.time()
                 self.health.frames += 1
                 self.health.last_frame_at = now
@@ -142,17 +145,20 @@ class CameraIngest:
                 metrics.FRAMES_READ.labels(self.cam.id).inc()
                 metrics.CAMERA_UP.labels(self.cam.id).set(1)
                 if t + 1e-9 < next_t:
+                    c_body_end = time.thread_time()
                     continue
                 next_t += period
                 self.health.frame_sampled(now)
                 if not frames:
                     seg_t0 = t
-                frames.append(_resize_to_fit(frame, p.max_side))
+                with metrics.stage("frame_resize"):
+                    frames.append(_resize_to_fit(frame, p.max_side))
                 if len(frames) == p.frames_per_segment:
                     self._emit(frames, seq, wall0 + timedelta(seconds=seg_t0), wall0 + timedelta(seconds=t + period))
                     frames, seq = [], seq + 1
                     if self.max_segments is not None and seq >= self.max_segments:
                         break
+                c_body_end = time.thread_time()
             else:
                 if frames and not self.stop.is_set():  # a finite source ended: its last frames are scored too
                     self._emit(frames, seq, wall0 + timedelta(seconds=seg_t0), wall0 + timedelta(seconds=t + period))
@@ -179,7 +185,8 @@ class CameraIngest:
             segment_id=segment_id, camera_id=self.cam.id, seq=seq, t_start=t_start, t_end=t_end,
             fps=p.fps, n_frames=len(frames), width=w, height=h, object_key=key,
         )
-        payload = encode_segment(frames, quality=p.jpeg_quality, meta=ref.model_dump(mode="json"))
+        with metrics.stage("segment_encode"):
+            payload = encode_segment(frames, quality=p.jpeg_quality, meta=ref.model_dump(mode="json"))
         item = PendingSegment(ref, payload)
         if _is_realtime(self.cam):
             while True:
@@ -227,8 +234,10 @@ class CameraIngest:
         request, gives up once the store has been unreachable for its whole retry period."""
         while True:
             try:
-                self.store.put(item.ref.object_key, item.payload, CONTENT_TYPE)
-                self.producer.send(self.topic, key=self.cam.id.encode(), value=item.ref.encode()).get(timeout=30)
+                with metrics.stage("s3_put"):
+                    self.store.put(item.ref.object_key, item.payload, CONTENT_TYPE)
+                with metrics.stage("kafka_produce"):
+                    self.producer.send(self.topic, key=self.cam.id.encode(), value=item.ref.encode()).get(timeout=30)
                 if self._failing_since is not None:  # one line per outage, not one per retry
                     log.info("camera %s: uploads work again after %.0f s", self.cam.id,
                              time.monotonic() - self._failing_since)

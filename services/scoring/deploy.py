@@ -34,6 +34,7 @@ def _app_kwargs(settings: Settings, heads: str | None, streams: list[str] | None
         max_batch_size=sv.max_batch_size, batch_wait_timeout_s=sv.batch_wait_timeout_s,
         max_ongoing_requests=sv.max_ongoing_requests, encoder_num_cpus=sv.encoder_num_cpus,
         encoder_num_gpus=sv.encoder_num_gpus, torch_threads=settings.model.torch_threads,
+        device=settings.model.device, precision=settings.model.precision, pin_memory=settings.model.pin_memory,
         user_config={**default_score_config(), **(user_config or {})},
     )
 

@@ -65,24 +65,55 @@ def _load_normality(ref: str, camera_id: str, geometry: Any, s3: dict[str, Any] 
 
 
 def _load_model(backbone: str, heads: str | None, streams: list[str] | None, threads: int | None,
-                mode: str | None = None, object_store: dict[str, Any] | None = None):
+                mode: str | None = None, object_store: dict[str, Any] | None = None,
+                runtime: dict[str, Any] | None = None):
     """The model with ``heads``: an artefact reference (``s3://`` from the registry, fetched
-    on this replica's node and cached by content hash; or a local path)."""
+    on this replica's node and cached by content hash; or a local path). ``runtime``
+    (``device``, ``precision``, ``pin_memory`` of the model settings) places the encoder;
+    without it the model runs on the CPU in fp32 (Score's heads)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    from vigil.model.anomaly import AnomalyModel
+    from vigil.model.anomaly import AnomalyModel, resolve_runtime
 
     from vigil.artefacts import fetch
 
-    kw: dict[str, Any] = {"heads": str(fetch(heads, object_store)) if heads else None}
+    rt = dict(runtime or {})
+    device, precision = resolve_runtime(rt.get("device", "cpu"), rt.get("precision", "fp32"))
+    kw: dict[str, Any] = {"heads": str(fetch(heads, object_store)) if heads else None, "device": device}
     if streams:
         kw["streams"] = tuple(streams)
     if mode:
         kw["mode"] = mode
-    return AnomalyModel.create(backbone, **kw)
+    return AnomalyModel.create(backbone, **kw).set_runtime(precision, rt.get("pin_memory", False))
+
+
+class StageCpu:
+    """CPU seconds a replica spends inside its stage function (``with``), taken and reset by
+    :meth:`take`: the replica's process CPU beyond it is the cost of its Serve hop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cpu_s = 0.0
+        self.calls = 0
+        self._t0 = threading.local()
+
+    def __enter__(self) -> None:
+        self._t0.c = time.thread_time()
+
+    def __exit__(self, *exc: Any) -> None:
+        dt = time.thread_time() - self._t0.c
+        with self._lock:
+            self.cpu_s += dt
+            self.calls += 1
+
+    def take(self) -> dict[str, Any]:
+        with self._lock:
+            out = {"cpu_s": self.cpu_s, "calls": self.calls}
+            self.cpu_s, self.calls = 0.0, 0
+        return out
 
 
 FAMILIES = ("semantic", "predictive", "objects")
@@ -119,6 +150,7 @@ class Detect:
     def __init__(self, detector: dict[str, Any] | None = None) -> None:
         pin_serve_replicas_to_loopback()
         self.geometry = geometry_config(detector)
+        self.cpu = StageCpu()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         if user_config.get("detector") or user_config.get("objects"):
@@ -129,20 +161,25 @@ class Detect:
         """(Observation, the camera's new detector state); ``objects=False``: boxes only (no flow, no tubes)."""
         from vigil.model import stages
 
-        return stages.detect(frames, state, self.geometry, fps=fps or 4.0, tubes=objects)
+        with self.cpu:
+            return stages.detect(frames, state, self.geometry, fps=fps or 4.0, tubes=objects)
+
+    def stats(self) -> dict[str, Any]:
+        return self.cpu.take()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1})
 class Encode:
-    """The backbone: one forward pass per segment feeds every head."""
+    """The backbone: one forward pass per batch of segments feeds every head."""
 
     def __init__(self, backbone: str, torch_threads: int | None = None, max_batch_size: int = 4,
-                 batch_wait_timeout_s: float = 0.02, mode: str | None = None, heads: str | None = None) -> None:
+                 batch_wait_timeout_s: float = 0.02, mode: str | None = None, heads: str | None = None,
+                 runtime: dict[str, Any] | None = None) -> None:
         pin_serve_replicas_to_loopback()  # before Serve opens the replica's gRPC server
         # the heads file carries the video head (the encoder's temporal layers): Encode runs it
-        self.backbone, self.threads, self.mode = backbone, torch_threads, mode
+        self.backbone, self.threads, self.mode, self.runtime = backbone, torch_threads, mode, runtime
         self.heads = self.init_heads = heads
-        self.model = _load_model(backbone, heads, None, torch_threads, mode)
+        self.model = _load_model(backbone, heads, None, torch_threads, mode, runtime=runtime)
         self.batch_sizes: list[int] = []
         self.busy_s = 0.0
         self.busy_cpu_s = 0.0
@@ -154,7 +191,8 @@ class Encode:
         """Batch size, batch wait and the heads (their video head) change live (no restart)."""
         heads = user_config.get("heads") or self.init_heads
         if heads != self.heads:
-            self.model = _load_model(self.backbone, heads, None, self.threads, self.mode, user_config.get("object_store"))
+            self.model = _load_model(self.backbone, heads, None, self.threads, self.mode, user_config.get("object_store"),
+                                     runtime=self.runtime)
             self.heads = heads
         if user_config.get("max_batch_size"):
             self.encode.set_max_batch_size(int(user_config["max_batch_size"]))
@@ -163,10 +201,13 @@ class Encode:
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
     async def encode(self, items: list[tuple[np.ndarray, Any]]) -> list[Any]:
+        """Every segment of the batch (several cameras) in one forward pass
+        (:func:`vigil.model.stages.encode_batch`); a segment's embedding does not depend on what
+        shares its batch beyond float rounding (tested to 1e-4), so replays give the same events."""
+        from vigil.model import stages
+
         t0, c0 = time.perf_counter(), time.thread_time()
-        # One forward per segment inside the batch: the result must not depend on which other
-        # cameras happened to share the batch (deterministic scores, identical events on replay).
-        out = [self.encode_one(frames, obs) for frames, obs in items]
+        out = stages.encode_batch(self.model, items)
         with self._lock:
             self.batch_sizes.append(len(items))
             self.busy_s += time.perf_counter() - t0
@@ -174,7 +215,7 @@ class Encode:
         return out
 
     def encode_one(self, frames: np.ndarray, obs: Any = None) -> Any:
-        """One segment (uint8 ``[T, H, W, 3]``) with Detect's observation (:func:`vigil.model.stages.encode`)."""
+        """One segment alone (uint8 ``[T, H, W, 3]``, Detect's observation), outside the batcher."""
         from vigil.model import stages
 
         return stages.encode(self.model, frames, obs)
@@ -207,6 +248,7 @@ class Score:
         self.normality: dict[str, Any] = {}  # camera id -> its NormalityModel
         self.normality_refs: dict[str, str] = {}
         self.generation = 0
+        self.cpu = StageCpu()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``{"heads": path|None, "prompt_sets": {name: PromptSet}, "thresholds": {camera|"default": x},
@@ -256,12 +298,16 @@ class Score:
 
         # one model for the whole request, whatever reconfigure does meanwhile
         model, normality, ps = self.model, self.normality.get(camera_id or ""), self._prompt_set(prompt_set)
-        res, new_state = stages.score(model, normality, enc, obs, state, ps, fps=fps or 4.0, streams=self.families)
+        with self.cpu:
+            res, new_state = stages.score(model, normality, enc, obs, state, ps, fps=fps or 4.0, streams=self.families)
         res["prompt_set"] = f"{prompt_set}@{ps.version}" if ps is not None else None
         res.pop("raw", None)
         res["state"] = new_state
         res["threshold"] = self.thresholds.get(camera_id or "", self.thresholds.get("default"))
         return res
+
+    def stats(self) -> dict[str, Any]:
+        return self.cpu.take()
 
     def has_normality(self, camera_id: str | None) -> bool:
         """Whether this camera is scored by an object-normality version of its own."""
@@ -303,7 +349,12 @@ class Ingress:
         return res
 
     async def encoder_stats(self) -> dict[str, Any]:
-        return await self.encoder.stats.remote()
+        """Encode's batch sizes and busy time since the last call, with the CPU seconds Detect and
+        Score spent in their stage functions (the rest of a replica's CPU is its Serve hop)."""
+        out = await self.encoder.stats.remote()
+        out["detect"] = await self.detector.stats.remote()
+        out["score"] = await self.scorer.stats.remote()
+        return out
 
     async def scorer_info(self) -> dict[str, Any]:
         return await self.scorer.info.remote()
@@ -341,9 +392,14 @@ def build_app(
     scorer_num_cpus: float = 0.5,
     encoder_max_replicas_per_node: int | None = None,
     torch_threads: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    pin_memory: bool = True,
     user_config: dict[str, Any] | None = None,
 ):
-    """The application graph: Ingress → Detect → Encode → Score."""
+    """The application graph: Ingress → Detect → Encode → Score. ``device``, ``precision`` and
+    ``pin_memory`` place the Encode replicas' backbone (``model.*`` settings; auto = the GPU
+    its ``encoder_num_gpus`` gives it, fp16 there)."""
     # max_ongoing_requests caps the batch a replica can form: keep it well above the batch size.
     spread = {} if encoder_max_replicas_per_node is None else {"max_replicas_per_node": encoder_max_replicas_per_node}
     enc = Encode.options(
@@ -354,7 +410,8 @@ def build_app(
                      **{k: v for k, v in (user_config or {}).items() if k in ("heads", "object_store")}},
         ray_actor_options={"num_cpus": encoder_num_cpus, "num_gpus": encoder_num_gpus},
     )
-    enc_args = (backbone, torch_threads, max_batch_size, batch_wait_timeout_s, mode, heads)
+    runtime = {"device": device, "precision": precision, "pin_memory": pin_memory}
+    enc_args = (backbone, torch_threads, max_batch_size, batch_wait_timeout_s, mode, heads, runtime)
     enc = _pinned(enc, *enc_args).bind(*enc_args)
     # Score checks a camera's normality version against the geometry Detect serves: give it Detect's detector
     sc_config = {**({"detector": detector} if detector else {}), **(user_config or {})}

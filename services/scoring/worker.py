@@ -220,18 +220,16 @@ class ScoringWorker:
         return rt
 
     def _fetch_frames(self, ref: SegmentRef):
-        t0 = time.perf_counter()
         try:
-            data = self.store.get(ref.object_key)
+            with metrics.stage("s3_get", wall="fetch"):
+                data = self.store.get(ref.object_key)
         except ObjectMissing:
             raise Poison(f"segment object {ref.object_key} is missing from the object store") from None
-        t1 = time.perf_counter()
         try:
-            seg = decode_segment(data)
+            with metrics.stage("segment_decode", wall="decode"):
+                seg = decode_segment(data)
         except SegmentDecodeError as exc:
             raise Poison(f"segment object {ref.object_key}: {exc}") from None
-        metrics.STAGE_SECONDS.labels("fetch").observe(t1 - t0)
-        metrics.STAGE_SECONDS.labels("decode").observe(time.perf_counter() - t1)
         return seg.frames
 
     def _prefetch(self, ref: SegmentRef):
@@ -300,12 +298,11 @@ class ScoringWorker:
         transitions it made."""
         key = ref.camera_id if zone is None else zone_key(ref.camera_id, zone.name)
         rt = self._camera(key, params)
-        t0 = time.perf_counter()
-        result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=key,
-                               detector_state=rt.detector_state, fps=ref.fps)
+        with metrics.stage("serve_call", wall="score"):  # CPU: this side of the call (the replicas' is theirs)
+            result = self.score_fn(frames, rt.model_state, prompt_set, camera_id=key,
+                                   detector_state=rt.detector_state, fps=ref.fps)
         detector_state = result.pop("detector_state", None)
-        metrics.STAGE_SECONDS.labels("score").observe(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         occupancy = None
         if zone is not None and zone.loiter_s:
             occupancy = zone_occupancy(rt.model_state.get("occupied_s", 0.0), result.get("boxes"), ref)
@@ -329,6 +326,7 @@ class ScoringWorker:
             return []
         rt.tracker, rt.model_state, rt.detector_state = tracker, state, detector_state
         metrics.STAGE_SECONDS.labels("sink").observe(time.perf_counter() - t0)
+        metrics.STAGE_CPU_SECONDS.labels("sql_write").inc(time.thread_time() - c0)
         if rescore:
             return transitions
         if zone is None:
@@ -469,11 +467,10 @@ class ScoringWorker:
         offsets = self._durable_offsets()
         if not offsets:
             return
-        t0 = time.perf_counter()
-        self.producer.flush(30)  # events and dead letters durable before the offsets move
-        self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        with metrics.stage("kafka_commit", wall="commit"):
+            self.producer.flush(30)  # events and dead letters durable before the offsets move
+            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
         self._committed.update(offsets)
-        metrics.STAGE_SECONDS.labels("commit").observe(time.perf_counter() - t0)
 
     def _drop_pipeline(self) -> None:
         """Forget everything not yet committed (lanes are idle) and the camera state."""
@@ -543,14 +540,16 @@ class ScoringWorker:
         self._commit_durable()
         self._backpressure()
         room = self.max_inflight - self._n_inflight
-        batch = self.consumer.poll(timeout_ms=poll_timeout_ms, max_records=max(1, room))
+        with metrics.stage("kafka_poll"):
+            batch = self.consumer.poll(timeout_ms=poll_timeout_ms, max_records=max(1, room))
         n = 0
         for tp in sorted(batch, key=lambda t: t.partition):
             for rec in batch[tp]:
                 self.submit(rec)
                 n += 1
-        self._export_lag()
-        self._export_stats()
+        with metrics.stage("telemetry"):
+            self._export_lag()
+            self._export_stats()
         return n
 
     def process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:

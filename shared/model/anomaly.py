@@ -26,6 +26,7 @@ caller, passed in and returned, so a consumer can keep it anywhere (JSON via ``t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,22 @@ from vigil.model.prompts import PromptSet, TextEmbeddingCache, load_prompt_set
 from vigil.model.temporal import TemporalModule
 from vigil.model.video_encoder import VideoEncoder
 
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
 log = logging.getLogger(__name__)
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[str, str]:
+    """``model.device`` / ``model.precision`` settings → (torch device, precision) on this process:
+    ``auto`` is the GPU when one is visible (fp16 there), else the CPU (fp32)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"model.device {device!r} but this process sees no GPU: give the Encode replica one "
+                         f"(serve.encoder_num_gpus: 1) or set model.device: auto")
+    if precision == "auto":
+        precision = "fp16" if device.startswith("cuda") else "fp32"
+    return device, precision
 
 STREAMS = ("semantic", "predictive")
 Mode = Literal["frame", "video", "object"]
@@ -224,6 +240,33 @@ class AnomalyModel(nn.Module):
     def device(self) -> torch.device:
         return next(self.clip.parameters()).device
 
+    # ------------------------------------------------------------------ runtime (not saved with the heads)
+    precision: str = "fp32"  # fp32 | fp16 | bf16: the encoder's forward passes under autocast
+    pin_memory: bool = False  # page-locked host batches, copied to the GPU asynchronously
+
+    def set_runtime(self, precision: str = "fp32", pin_memory: bool = False) -> AnomalyModel:
+        """How the encoder runs on this replica's device (``model.precision``, ``model.pin_memory``).
+
+        Half precision runs the image tower under :func:`torch.autocast` (weights stay fp32:
+        the heads, prompts and scores keep full precision); embeddings come out fp32 either way.
+        """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        if precision == "fp16" and self.device.type == "cpu":
+            raise ValueError("precision fp16 needs a CUDA device (model.device: cuda); on CPU use bf16 or fp32")
+        self.precision, self.pin_memory = precision, bool(pin_memory and self.device.type == "cuda")
+        return self
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pin_memory:
+            return x.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device)
+
     def head_modules(self) -> dict[str, nn.Module]:
         """Every trainable head by name (what :mod:`vigil.model.heads` saves)."""
         mods: dict[str, nn.Module] = {
@@ -301,7 +344,8 @@ class AnomalyModel(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            frame, seg = self.encoder(batch.to(self.device))
+            with self._autocast():
+                frame, seg = self.encoder(self._to_device(batch))
         finally:
             self.train(was_training)
         frame_np = frame.cpu().numpy().astype(np.float32)
@@ -322,12 +366,21 @@ class AnomalyModel(nn.Module):
         detector per segment; ``boxes`` (per segment, per frame) are boxes found already, by the
         served Detect stage (:func:`vigil.model.stages.detect`).
         """
-        batch = torch.stack([self.preprocess(s) for s in segments])
-        out = self.encode(batch)
+        # one forward pass per frame count (a batch mixes cameras; most share one T), in input order
+        out: list[EncodedSegment | None] = [None] * len(segments)
+        by_t: dict[int, list[int]] = {}
+        for i, s in enumerate(segments):
+            by_t.setdefault(len(s), []).append(i)
+        for idx in by_t.values():
+            batch = torch.stack([self.preprocess(segments[i]) for i in idx])
+            for i, enc in zip(idx, self.encode(batch)):
+                out[i] = enc
         if self.config.mode != "object":
-            return out
+            return out  # type: ignore[return-value]
         from vigil.model.detectors import build_detector, context_box
 
+        # every segment's crops through the image tower in one forward pass
+        crops, owner, frame_of, kept = [], [], [], []
         for i, frames in enumerate(segments):
             if boxes is not None:
                 boxes_per_frame = boxes[i]
@@ -335,7 +388,6 @@ class AnomalyModel(nn.Module):
                 det = detectors[i] if detectors is not None else build_detector(self.config.detector)
                 boxes_per_frame = det.detect(frames)
             h, w = frames.shape[1:3]
-            crops, idx, kept = [], [], []
             for t, boxes_t in enumerate(boxes_per_frame):
                 for (x0, y0, x1, y1) in list(boxes_t)[: self.config.max_crops]:
                     x0, y0, x1, y1 = max(0, int(x0)), max(0, int(y0)), min(w, int(x1)), min(h, int(y1))
@@ -343,15 +395,21 @@ class AnomalyModel(nn.Module):
                         continue
                     cx0, cy0, cx1, cy1 = context_box((x0, y0, x1, y1), w, h, self.config.crop_context)
                     crops.append(np.ascontiguousarray(frames[t, cy0:cy1, cx0:cx1]))
-                    idx.append(t)
+                    owner.append(i)
+                    frame_of.append(t)
                     kept.append((x0, y0, x1, y1))
-            if crops:
-                x = torch.cat([self.preprocess(c[None]) for c in crops]).to(self.device)
+        if crops:
+            x = self._to_device(torch.cat([self.preprocess(c[None]) for c in crops]))
+            with self._autocast():
                 emb = F.normalize(self.clip.encode_image(x).float(), dim=-1).cpu().numpy().astype(np.float32)
-            else:
-                emb = np.zeros((0, self.dim), np.float32)
-            out[i].crop_emb, out[i].crop_frame, out[i].crop_boxes = emb, np.asarray(idx, np.int64), kept
-        return out
+        else:
+            emb = np.zeros((0, self.dim), np.float32)
+        owner_np, frame_np = np.asarray(owner, np.int64), np.asarray(frame_of, np.int64)
+        for i, enc in enumerate(out):
+            sel = np.flatnonzero(owner_np == i)
+            enc.crop_emb, enc.crop_frame = emb[sel], frame_np[sel]
+            enc.crop_boxes = [kept[j] for j in sel]
+        return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ scoring
     def semantic_probs(

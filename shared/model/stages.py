@@ -60,6 +60,7 @@ __all__ = [
     "Observation",
     "detect",
     "encode",
+    "encode_batch",
     "score",
     "new_detector_state",
     "score_clip",
@@ -182,9 +183,24 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
     return obs, state
 
 
+def encode_batch(model: Any, items: list[tuple[np.ndarray, Observation | None]]) -> list[Any]:
+    """Encode stage over a batch: segments of several cameras (with Detect's observations) through
+    the zero-shot model's encoder in one forward pass per frame count, their crops (object mode)
+    in one more. A segment's embedding is the same, up to float rounding, whatever shares its batch."""
+    if not items:
+        return []
+    frames = [f for f, _ in items]
+    obs = [o for _, o in items]
+    boxes = None if any(o is None for o in obs) else [o.boxes for o in obs]
+    if boxes is None and model.config.mode == "object" and any(o is not None for o in obs):
+        # mixed: encode the two kinds apart (the model detects for itself where no observation came)
+        return [encode(model, f, o) for f, o in items]
+    return model.encode_frames(frames, boxes=boxes)
+
+
 def encode(model: Any, frames: np.ndarray, obs: Observation | None) -> Any:
-    """Encode stage: one segment through the zero-shot model's encoder (crops of ``obs``'s boxes in object mode)."""
-    return model.encode_frames([frames], boxes=None if obs is None else [obs.boxes])[0]
+    """Encode stage for one segment (:func:`encode_batch` of one)."""
+    return encode_batch(model, [(frames, obs)])[0]
 
 
 def _object_frames(nm: NormalityModel, obs: Observation, n_frames: int, fps: float,
