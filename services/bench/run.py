@@ -574,7 +574,7 @@ def run_bench(
             "warmup_segments_skipped": skip,
             "stage_seconds": stage,
             "encoder_busy_s": round(busy_s, 2),
-            # CPU time of the encoding thread over its wall time: under 1 when it waits for a core
+            # CPU of the Encode process while encoding over the wall time: cores the forward passes kept busy
             "encoder_cpu_over_busy": round(busy_cpu_s / max(1e-9, busy_s), 3), "encoder_utilisation": round(busy_s / max(1e-9, wall), 3),
             # the encoder's own rate inside its Serve replica during the run (same load as e2e)
             "encode_fps_in_replica": round(len(rows) * T / max(1e-9, busy_s), 3),

@@ -91,28 +91,38 @@ def _load_model(backbone: str, heads: str | None, streams: list[str] | None, thr
 
 
 class StageCpu:
-    """CPU seconds a replica spends inside its stage function (``with``), taken and reset by
-    :meth:`take`: the replica's process CPU beyond it is the cost of its Serve hop."""
+    """CPU seconds of a replica's process while it is inside its stage function (``with``; calls
+    may overlap: the clock runs while any is active), taken and reset by :meth:`take`. Process
+    time, not thread time: torch and OpenCV compute on worker threads of their own. The replica's
+    process CPU beyond it is the cost of its Serve hop."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.cpu_s = 0.0
+        self.busy_s = 0.0
         self.calls = 0
-        self._t0 = threading.local()
+        self._active = 0
+        self._c0 = self._t0 = 0.0
 
     def __enter__(self) -> None:
-        self._t0.c = time.thread_time()
+        with self._lock:
+            if self._active == 0:
+                self._c0, self._t0 = time.process_time(), time.perf_counter()
+            self._active += 1
 
     def __exit__(self, *exc: Any) -> None:
-        dt = time.thread_time() - self._t0.c
         with self._lock:
-            self.cpu_s += dt
+            self._active -= 1
             self.calls += 1
+            if self._active == 0:
+                self.cpu_s += time.process_time() - self._c0
+                self.busy_s += time.perf_counter() - self._t0
 
     def take(self) -> dict[str, Any]:
         with self._lock:
-            out = {"cpu_s": self.cpu_s, "calls": self.calls}
-            self.cpu_s, self.calls = 0.0, 0
+            out = {"cpu_s": self.cpu_s, "busy_s": self.busy_s, "calls": self.calls}
+            self.cpu_s = self.busy_s = 0.0
+            self.calls = 0
         return out
 
 
@@ -181,8 +191,7 @@ class Encode:
         self.heads = self.init_heads = heads
         self.model = _load_model(backbone, heads, None, torch_threads, mode, runtime=runtime)
         self.batch_sizes: list[int] = []
-        self.busy_s = 0.0
-        self.busy_cpu_s = 0.0
+        self.cpu = StageCpu()
         self._lock = threading.Lock()
         self.encode.set_max_batch_size(max_batch_size)
         self.encode.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -206,12 +215,10 @@ class Encode:
         shares its batch beyond float rounding (tested to 1e-4), so replays give the same events."""
         from vigil.model import stages
 
-        t0, c0 = time.perf_counter(), time.thread_time()
-        out = stages.encode_batch(self.model, items)
+        with self.cpu:
+            out = stages.encode_batch(self.model, items)
         with self._lock:
             self.batch_sizes.append(len(items))
-            self.busy_s += time.perf_counter() - t0
-            self.busy_cpu_s += time.thread_time() - c0  # < busy_s when the forward waits for a core
         return out
 
     def encode_one(self, frames: np.ndarray, obs: Any = None) -> Any:
@@ -224,11 +231,13 @@ class Encode:
         """Batch sizes formed since the last call and the seconds spent encoding (then reset)."""
         with self._lock:
             sizes, self.batch_sizes = self.batch_sizes, []
-            busy, self.busy_s = self.busy_s, 0.0
-            busy_cpu, self.busy_cpu_s = self.busy_cpu_s, 0.0
+        cpu = self.cpu.take()
         import ray
 
-        return {"batch_sizes": sizes, "busy_s": busy, "busy_cpu_s": busy_cpu, "version": self.model.version, "pid": os.getpid(),
+        # busy_cpu_s: the process's CPU while encoding (every torch thread); over busy_s it says how
+        # many cores the forward passes kept busy
+        return {"batch_sizes": sizes, "busy_s": cpu["busy_s"], "busy_cpu_s": cpu["cpu_s"], "version": self.model.version,
+                "pid": os.getpid(),
                 "node_id": ray.get_runtime_context().get_node_id()}
 
 
