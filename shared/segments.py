@@ -31,8 +31,12 @@ def encode_segment(frames_rgb: list[np.ndarray] | np.ndarray, *, quality: int = 
     if len(frames_rgb) == 0:
         raise ValueError("a segment needs at least one frame")
     blobs = []
-    for f in frames_rgb:
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    # one colour conversion for the whole segment: OpenCV's thread pool pays its start-up once, not per frame
+    stacked = np.stack(frames_rgb)
+    t, h, w = stacked.shape[:3]
+    bgr = cv2.cvtColor(stacked.reshape(t * h, w, 3), cv2.COLOR_RGB2BGR).reshape(t, h, w, 3)
+    for f in bgr:
+        ok, buf = cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise ValueError(f"JPEG encoding failed for a frame of shape {f.shape}")
         blobs.append(buf.ravel())
@@ -63,10 +67,10 @@ def decode_segment(data: bytes) -> DecodedSegment:
         raise SegmentDecodeError(f"not a Vigil segment object: {exc}") from None
     frames = []
     for a, b in zip(offsets[:-1], offsets[1:]):
-        img = cv2.imdecode(jpeg[a:b], cv2.IMREAD_COLOR)
+        img = cv2.imdecode(jpeg[a:b], cv2.IMREAD_COLOR_RGB)  # RGB straight from the decoder: no conversion pass
         if img is None:
             raise SegmentDecodeError(f"frame {len(frames)} of the segment is not a decodable JPEG")
-        frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        frames.append(img)
     if not frames:
         raise SegmentDecodeError("segment object holds no frames")
     return DecodedSegment(frames=np.stack(frames), meta=meta)

@@ -112,20 +112,73 @@ def get_scoring_handle(settings: Settings):
     return serve.get_app_handle(settings.serve.app_name)
 
 
+class ServedStages:
+    """One segment through the app's Detect → Encode → Score, composed by the caller.
+
+    The frames go into Ray's object store once (:func:`ray.put`); Detect and Encode read them
+    there. Detect's result reaches Encode and Score as a Serve response (by reference): it
+    does not come back to the caller before they run. Only Score's result and the camera's new
+    detector state come back. Detect computes flows and tubes only for a camera that has an
+    object-normality version (its score state names it; on a camera's first segment Score is
+    asked), so zero-shot cameras pay for boxes only.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        from ray import serve
+
+        app = handle.app_name
+        self.front = handle
+        self.detect = serve.get_deployment_handle("Detect", app)
+        self.encode = serve.get_deployment_handle("Encode", app)
+        self.score = serve.get_deployment_handle("Score", app)
+
+    def submit(self, frames, state, prompt_set, camera_id=None, detector_state=None, fps=None) -> SegmentCall:  # noqa: ANN001
+        import ray
+
+        obj_state = (state or {}).get("objects")
+        if obj_state is None:  # the camera's first segment (or its state was rebuilt): ask Score once
+            objects = self.score.has_normality.remote(camera_id).result(timeout_s=60)
+        else:
+            objects = bool(obj_state.get("version"))
+        frames_ref = ray.put(frames)
+        detected = self.detect.detect.remote(frames_ref, detector_state, fps, objects)
+        enc = self.encode.encode.remote(frames_ref, detected)
+        return SegmentCall(self.score.score.remote(enc, state, prompt_set, camera_id, detected, fps), detected)
+
+    def stats(self) -> dict[str, Any]:
+        """Encode's batch sizes since the last call, and the stages' CPU (the worker exports them)."""
+        return self.front.encoder_stats.remote().result(timeout_s=30)
+
+
+class SegmentCall:
+    """A segment in flight through the app: ``result()`` is Score's result with the camera's new
+    detector state under ``detector_state``."""
+
+    def __init__(self, scored: Any, detected: Any) -> None:
+        self.scored, self.detected = scored, detected
+
+    def result(self, timeout_s: float) -> dict[str, Any]:
+        t_end = time.monotonic() + timeout_s
+        res = self.scored.result(timeout_s=timeout_s)
+        _obs, res["detector_state"] = self.detected.result(timeout_s=max(0.01, t_end - time.monotonic()))
+        return res
+
+    def cancel(self) -> None:
+        for r in (self.scored, self.detected):
+            r.cancel()
+
+
 def handle_score_fn(handle: Any, timeout_s: float = 120.0):
-    """Adapt the ingress handle to the worker's
-    ``score_fn(frames, state, prompt_set, camera_id, detector_state, fps)``: one Serve call per
-    segment (Detect → Encode → Score inside the app); the result carries the camera's new
-    score state and detector state."""
+    """Adapt the app's handle to the worker's
+    ``score_fn(frames, state, prompt_set, camera_id, detector_state, fps)``: one composed call
+    per segment (:class:`ServedStages`); the result carries the camera's new score state and
+    detector state."""
+    stages = ServedStages(handle)
 
     def score(frames, state, prompt_set, camera_id=None, detector_state=None, fps=None):  # noqa: ANN001, ANN202
-        return handle.score_segment.remote(frames, state, prompt_set, camera_id, detector_state, fps).result(
-            timeout_s=timeout_s)
+        return stages.submit(frames, state, prompt_set, camera_id, detector_state, fps).result(timeout_s)
 
-    def stats():  # noqa: ANN202  Encode's batch sizes since the last call (the worker exports them)
-        return handle.encoder_stats.remote().result(timeout_s=30)
-
-    score.stats = stats  # type: ignore[attr-defined]
+    score.stats = stages.stats  # type: ignore[attr-defined]
     return score
 
 
@@ -138,7 +191,9 @@ class RebindableScoreFn:
     touch the old driver, which makes Ray end the whole process at shutdown. Such a call raises
     ConnectionError, which the worker counts as transient and retries on the new app."""
 
-    def __init__(self, handle: Any, timeout_s: float = 120.0, poll_s: float = 1.0) -> None:
+    def __init__(self, handle: Any, timeout_s: float = 120.0, poll_s: float = 1.0,
+                 stages: Any = ServedStages) -> None:
+        self._stages_of = stages  # handle -> what submits a segment (ServedStages)
         self.timeout_s, self.poll_s = timeout_s, poll_s
         self.generation = 0
         self._bound = threading.Condition()
@@ -148,6 +203,7 @@ class RebindableScoreFn:
     def bind(self, handle: Any) -> None:
         with self._bound:
             self.handle = handle
+            self.stages = self._stages_of(handle)
             self.generation += 1
             self._bound.notify_all()
 
@@ -161,8 +217,8 @@ class RebindableScoreFn:
         with self._bound:
             if not self._bound.wait_for(lambda: self.handle is not None, timeout=self.timeout_s):
                 raise ConnectionError(f"no scoring app for {self.timeout_s:.0f} s (Ray restarting)")
-            gen, handle = self.generation, self.handle
-        response = handle.score_segment.remote(frames, state, prompt_set, camera_id, detector_state, fps)
+            gen, stages = self.generation, self.stages
+        response = stages.submit(frames, state, prompt_set, camera_id, detector_state, fps)
         done = False
         try:
             while True:

@@ -1,4 +1,4 @@
-"""The Ray Serve scoring application: Detect (CPU) → Encode (batched) → Score, behind one ingress.
+"""The Ray Serve scoring application: Detect (CPU) → Encode (batched) → Score.
 
 The three deployments run the three stages of the served detector, the functions of
 :mod:`vigil.model.stages` that ``vigil eval`` calls in-process: what is measured is what a
@@ -15,6 +15,11 @@ state (recent frames, flows, background; in memory) and the score state (JSON, i
   when it has a trained version) and thresholds; ``reconfigure()`` swaps prompts, thresholds,
   heads and per-camera normality versions in place — the new model is built beside the old
   one and swapped in one assignment, so a request is scored by either, never dropped.
+
+One segment is one composed call from the consumer (:class:`services.scoring.deploy.ServedStages`):
+its frames are put into Ray's object store once and read by Detect and Encode from there;
+Detect's result goes to Encode and Score by reference (Serve's response passing), never back
+through the caller first. The ``Ingress`` front only answers statistics and state.
 
 Deploy from Python with :func:`build_app` (see ``deploy.py``) or with ``serve deploy
 services/scoring/serve_config.yaml`` (import path ``services.scoring.serve_app:app``).
@@ -88,6 +93,11 @@ def _load_model(backbone: str, heads: str | None, streams: list[str] | None, thr
     if mode:
         kw["mode"] = mode
     return AnomalyModel.create(backbone, **kw).set_runtime(precision, rt.get("pin_memory", False))
+
+
+def observation(detected: Any) -> Any:
+    """The observation in Detect's result ``(observation, detector state)`` (or given alone)."""
+    return detected[0] if isinstance(detected, tuple) else detected
 
 
 class StageCpu:
@@ -209,12 +219,14 @@ class Encode:
             self.encode.set_batch_wait_timeout_s(float(user_config["batch_wait_timeout_s"]))
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.02)
-    async def encode(self, items: list[tuple[np.ndarray, Any]]) -> list[Any]:
-        """Every segment of the batch (several cameras) in one forward pass
-        (:func:`vigil.model.stages.encode_batch`); a segment's embedding does not depend on what
-        shares its batch beyond float rounding (tested to 1e-4), so replays give the same events."""
+    async def encode(self, frames: list[np.ndarray], detected: list[Any]) -> list[Any]:
+        """Every segment of the batch (several cameras; each with Detect's result for it) in one
+        forward pass (:func:`vigil.model.stages.encode_batch`); a segment's embedding does not
+        depend on what shares its batch beyond float rounding (tested to 1e-4), so replays give
+        the same events."""
         from vigil.model import stages
 
+        items = [(f, observation(d)) for f, d in zip(frames, detected)]
         with self.cpu:
             out = stages.encode_batch(self.model, items)
         with self._lock:
@@ -301,10 +313,12 @@ class Score:
         return ps
 
     def score(self, enc: Any, state: dict[str, Any] | None, prompt_set: str | None,
-              camera_id: str | None = None, obs: Any = None, fps: float | None = None) -> dict[str, Any]:
-        """The Score stage (:func:`vigil.model.stages.score`) for one camera's segment."""
+              camera_id: str | None = None, detected: Any = None, fps: float | None = None) -> dict[str, Any]:
+        """The Score stage (:func:`vigil.model.stages.score`) for one camera's segment; ``detected``
+        is Detect's result for it (or its observation alone)."""
         from vigil.model import stages
 
+        obs = observation(detected)
         # one model for the whole request, whatever reconfigure does meanwhile
         model, normality, ps = self.model, self.normality.get(camera_id or ""), self._prompt_set(prompt_set)
         with self.cpu:
@@ -331,31 +345,16 @@ class Score:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class Ingress:
+    """The application's front: the handles of its stages, their statistics and state. Segments
+    do not pass through it: the consumer calls Detect, Encode and Score itself
+    (:class:`services.scoring.deploy.ServedStages`), so a segment's frames cross one process
+    boundary fewer and no relay process spends CPU on them."""
+
     def __init__(self, encoder: DeploymentHandle, scorer: DeploymentHandle, detector: DeploymentHandle) -> None:
         pin_serve_replicas_to_loopback()
         self.encoder = encoder
         self.scorer = scorer
         self.detector = detector
-
-    async def score_segment(self, frames: np.ndarray, state: dict[str, Any] | None, prompt_set: str | None,
-                            camera_id: str | None = None, detector_state: Any = None,
-                            fps: float | None = None) -> dict[str, Any]:
-        """Detect → Encode → Score of one segment; the result carries both new camera states.
-
-        Detect computes flows and tubes only for a camera that has an object-normality version
-        (its score state names it; on a camera's first segment Score is asked), so zero-shot
-        cameras pay for boxes only.
-        """
-        obj_state = (state or {}).get("objects")
-        if obj_state is None:  # the camera's first segment (or its state was rebuilt): ask Score once
-            objects = await self.scorer.has_normality.remote(camera_id)
-        else:
-            objects = bool(obj_state.get("version"))
-        obs, detector_state = await self.detector.detect.remote(frames, detector_state, fps, objects)
-        enc = await self.encoder.encode.remote((frames, obs))
-        res = await self.scorer.score.remote(enc, state, prompt_set, camera_id, obs, fps)
-        res["detector_state"] = detector_state
-        return res
 
     async def encoder_stats(self) -> dict[str, Any]:
         """Encode's batch sizes and busy time since the last call, with the CPU seconds Detect and
@@ -406,7 +405,8 @@ def build_app(
     pin_memory: bool = True,
     user_config: dict[str, Any] | None = None,
 ):
-    """The application graph: Ingress → Detect → Encode → Score. ``device``, ``precision`` and
+    """The application: Detect, Encode and Score (called in that order by the consumer, see
+    :class:`services.scoring.deploy.ServedStages`) behind the Ingress front. ``device``, ``precision`` and
     ``pin_memory`` place the Encode replicas' backbone (``model.*`` settings; auto = the GPU
     its ``encoder_num_gpus`` gives it, fp16 there)."""
     # max_ongoing_requests caps the batch a replica can form: keep it well above the batch size.

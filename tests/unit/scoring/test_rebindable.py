@@ -39,12 +39,21 @@ class _Method:
 
 
 class _Handle:
+    """The app's handle and its stages at once (what ServedStages submits through)."""
+
     def __init__(self, answer=None) -> None:  # noqa: ANN001
         self.score_segment = _Method(answer)
 
+    def submit(self, *args):  # noqa: ANN002, ANN201
+        return self.score_segment.remote(*args)
+
+
+def _fn(handle: _Handle, **kw) -> RebindableScoreFn:  # noqa: ANN003
+    return RebindableScoreFn(handle, stages=lambda h: h, **kw)
+
 
 def test_a_call_on_the_old_handle_gives_up_after_the_rebind_and_the_next_uses_the_new_app():
-    fn = RebindableScoreFn(_Handle(None), timeout_s=60, poll_s=0.05)
+    fn = _fn(_Handle(None), timeout_s=60, poll_s=0.05)
     threading.Timer(0.3, lambda: fn.bind(_Handle({"score": 0.5}))).start()
     t0 = time.monotonic()
     with pytest.raises(ConnectionError, match="deployed again"):
@@ -55,7 +64,7 @@ def test_a_call_on_the_old_handle_gives_up_after_the_rebind_and_the_next_uses_th
 
 def test_a_failed_or_abandoned_call_is_cancelled_in_the_router_and_an_answered_one_is_not():
     old = _Handle(None)
-    fn = RebindableScoreFn(old, timeout_s=60, poll_s=0.05)
+    fn = _fn(old, timeout_s=60, poll_s=0.05)
     threading.Timer(0.2, lambda: fn.bind(_Handle(AttributeError("'Worker' object has no attribute 'core_worker'")))).start()
     with pytest.raises(ConnectionError):
         fn(None, None, None)
@@ -71,7 +80,7 @@ def test_a_failed_or_abandoned_call_is_cancelled_in_the_router_and_an_answered_o
 
 def test_while_unbound_calls_wait_for_the_new_app_instead_of_reaching_the_old_one():
     old = _Handle({"score": 0.1})
-    fn = RebindableScoreFn(old, timeout_s=5, poll_s=0.05)
+    fn = _fn(old, timeout_s=5, poll_s=0.05)
     fn.unbind()
     new = _Handle({"score": 0.9})
     threading.Timer(0.3, lambda: fn.bind(new)).start()
@@ -82,13 +91,13 @@ def test_while_unbound_calls_wait_for_the_new_app_instead_of_reaching_the_old_on
 
 
 def test_unbound_for_longer_than_the_timeout_raises_connection_error_naming_it():
-    fn = RebindableScoreFn(_Handle({"score": 0.1}), timeout_s=0.2)
+    fn = _fn(_Handle({"score": 0.1}), timeout_s=0.2)
     fn.unbind()
     with pytest.raises(ConnectionError, match="no scoring app for 0 s"):
         fn(None, None, None)
 
 
 def test_without_a_rebind_the_call_times_out_as_before():
-    fn = RebindableScoreFn(_Handle(None), timeout_s=0.2, poll_s=0.05)
+    fn = _fn(_Handle(None), timeout_s=0.2, poll_s=0.05)
     with pytest.raises(TimeoutError):
         fn(None, None, None)
