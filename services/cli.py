@@ -503,7 +503,8 @@ def demo(
 def bench(
     cameras: Annotated[int, typer.Option(help="synthetic SynthCity cameras")] = 2,
     seconds: Annotated[float, typer.Option(help="seconds of camera footage streamed in real time")] = 60.0,
-    model: Annotated[str, typer.Option(help="backbone registry name, e.g. ViT-B-32-random")] = "vigil-micro",
+    model: Annotated[Optional[str], typer.Option(
+        help="backbone registry name, e.g. ViT-B-32-random; default: the served default (model.backbone)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the result JSON here")] = None,
     load: Annotated[Optional[float], typer.Option(
         help="offered load as a fraction of the bare encoder throughput (sets --fps); e.g. 0.5 or 1.5")] = None,
@@ -520,7 +521,8 @@ def bench(
     from services.bench import run_bench
     from services.bench.run import BenchLoadError
 
-    _settings(None)  # logging set-up, HF offline
+    served = _settings(None)  # logging set-up, HF offline
+    model = model or served.model.backbone
     logging.getLogger("vigil").setLevel(logging.WARNING)
     try:
         res = run_bench(cameras, seconds, model, json_out, load=load, fps=fps, frames_per_segment=frames_per_segment,
