@@ -177,7 +177,9 @@ def detect(frames: np.ndarray, state: DetectorState | None, geometry: NormalityC
         attributes=np.asarray(attrs, np.float32).reshape(-1, N_ATTRIBUTES) if tubes else None,
     )
     keep = cfg.tube.history(state.fps)
-    state.grey = buf[-keep:].copy()
+    # the tail only for cameras whose tubes read it: a zero-shot camera's state (sent to Detect and back
+    # with every segment) stays its detector's background; its first segment with tubes starts them cold
+    state.grey = buf[-keep:].copy() if tubes else None
     state.flow = flow[-keep:].copy() if flow is not None else None  # None: the next tubes compute their own
     state.frames_seen += t
     return obs, state
