@@ -33,6 +33,8 @@ def _process_stage(name: str) -> str | None:
         return "kafka_broker"
     if name.startswith("vigil/") and ("network-thread" in name or name.startswith("vigil/kafka-io")):
         return "kafka_client_io"
+    if name.startswith("vigil/bench-"):
+        return "bench"  # the measurement itself (memory sampler): neither the model nor the path
     if name.startswith("vigil/"):
         return None  # the bench process's stage threads: their stages are counted by the counters
     if name.startswith(("raylet", "gcs_server", "ray::")) or name in ("python", "python3"):
@@ -61,6 +63,8 @@ def cost_per_segment(*, segments: int, wall_s: float, cores_by_process: dict[str
     for name, cores in cores_by_process.items():
         stage = _process_stage(name)
         cpu_ms = cores * wall_s * per
+        if stage == "bench":
+            continue
         if stage is None:
             bench_threads += cores * wall_s
         elif stage.startswith("serve_process_"):

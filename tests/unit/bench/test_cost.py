@@ -21,6 +21,7 @@ def test_replica_cpu_beyond_its_stage_is_its_hop_and_sources_are_apart():
             "weed": 0.1, "tansu-v0.6.0": 0.05, "raylet": 0.05,
             "vigil/bench-ingest-network-thread": 0.02,
             "vigil/ended threads": 0.4, "vigil/score_": 0.1,  # 5 s in the bench process's own threads
+            "vigil/bench-sampler": 0.3,  # the bench measuring itself: neither model nor path
         },
         stage_cpu_s={"segment_encode": 1.0, "segment_decode": 1.0, "camera_read": 2.0, "sql_write": 0.5},
         replica_cpu_s={"encode": 6.0, "detect": 2.5, "score": 0.0},
