@@ -363,6 +363,9 @@ class EmbeddedStack:
         # replica well inside its health-check period (10 s). Set in the environment to override.
         os.environ.setdefault("RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5")
         os.environ.setdefault("RAY_SERVE_METRICS_EXPORT_INTERVAL_MS", "1000")
+        # Serve replicas share the box with each other and with ingest: torch's OpenMP threads
+        # sleep between parallel regions instead of spinning on cores another stage needs
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         # Ray's workers inherit this environment: the S3 secret reaches Train workers and Score
         # replicas here, never in a Train config or a Serve user_config (S3Settings.for_workers)
         from vigil.config import S3_SECRET_ENV

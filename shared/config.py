@@ -220,6 +220,8 @@ class ServeSettings(_Strict):
     app_name: str = "vigil-scoring"
     encoder_replicas: int = Field(1, ge=1)
     scorer_replicas: int = Field(1, ge=1)
+    detector_replicas: int = Field(1, ge=1, description="Detect replicas (CPU; each runs one segment's detection "
+                                   "at a time in Python)")
     max_batch_size: int = Field(4, ge=1, le=256, description="segments per encoder batch")
     batch_wait_timeout_s: float = Field(0.02, ge=0, le=5)
     max_ongoing_requests: int = Field(32, ge=1)

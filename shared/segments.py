@@ -19,6 +19,13 @@ import numpy as np
 CONTENT_TYPE = "application/x-vigil-segment+npz"
 
 
+def single_threaded_codec() -> None:
+    """OpenCV single-threaded in an I/O process (ingest, the scoring consumer): its images are
+    small and its parallelism is across cameras, and OpenCV's thread pool spun on the cores the
+    model needs (issue 26: 0.3 of 2 cores for camera reads and segment codecs)."""
+    cv2.setNumThreads(1)
+
+
 class SegmentDecodeError(ValueError):
     """A stored segment object that cannot be decoded (truncated, foreign, empty)."""
 

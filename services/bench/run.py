@@ -434,6 +434,11 @@ def run_bench(
     )
     if any(c.params.frames_per_segment != T or c.params.fps != fps for c in settings.cameras):
         raise RuntimeError("bench cameras did not take the bench's fps / frames per segment")
+    import cv2
+
+    # this process now plays ingest and the consumer, which run OpenCV single-threaded
+    # (vigil.segments.single_threaded_codec); the bare loop after the run gets the threads back
+    cv2_threads = cv2.getNumThreads()
     mem = _MemorySampler()
     mem.start()
     stack = EmbeddedStack(settings)
@@ -451,7 +456,7 @@ def run_bench(
             s, score_fn=score_fn, sink=Sink(engine), store=ObjectStore(s.s3),
             producer=make_producer(s.kafka, "bench-scoring"),
             consumer=make_consumer(s.kafka, group="bench", client_id="bench"),
-            max_inflight=max(8, 2 * cameras), max_parallel=max(8, cameras), stats_fn=lambda: {},
+            max_inflight=max(32, 2 * cameras), max_parallel=max(8, cameras), stats_fn=lambda: {},
         )
         # warm every replica's first forward (allocations, lazy init) outside the measurement
         from concurrent.futures import ThreadPoolExecutor
@@ -521,6 +526,7 @@ def run_bench(
         mem.stop.set()
 
         # 3. bare encoder again (the second half of the reference), with the stack idle
+        cv2.setNumThreads(cv2_threads)
         h0 = _host_cpu()
         bare2 = parallel_bare_fps(model, threads, probe_segs, replicas=replicas, batch_size=batch_size,
                                   seconds=bare_seconds)

@@ -28,7 +28,7 @@ from vigil.clock import utcnow
 from vigil.config import CameraConfig, FileSource, FramesSource, Settings, StreamSource, SyntheticSource
 from vigil.contracts import SegmentRef
 from vigil.objectstore import ObjectStore, ObjectStoreError
-from vigil.segments import CONTENT_TYPE, encode_segment
+from vigil.segments import CONTENT_TYPE, encode_segment, single_threaded_codec
 
 from .sources import SourceError, describe, open_source, scrub
 
@@ -371,6 +371,7 @@ class IngestService:
             self._status_failing = False
 
     def start(self, *, stagger_s: float = 0.0) -> None:
+        single_threaded_codec()
         if self.desired is None:
             self.reconcile(self._pending, stagger_s=stagger_s)
             return

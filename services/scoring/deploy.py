@@ -30,7 +30,7 @@ def _app_kwargs(settings: Settings, heads: str | None, streams: list[str] | None
     sv = settings.serve
     return dict(
         heads=heads, streams=streams or sv.streams, mode=mode,
-        encoder_replicas=sv.encoder_replicas, scorer_replicas=sv.scorer_replicas,
+        encoder_replicas=sv.encoder_replicas, scorer_replicas=sv.scorer_replicas, detector_replicas=sv.detector_replicas,
         max_batch_size=sv.max_batch_size, batch_wait_timeout_s=sv.batch_wait_timeout_s,
         max_ongoing_requests=sv.max_ongoing_requests, encoder_num_cpus=sv.encoder_num_cpus,
         encoder_num_gpus=sv.encoder_num_gpus, torch_threads=settings.model.torch_threads,

@@ -51,7 +51,7 @@ from vigil.events import EventTracker
 from vigil.normal_period import NormalPeriodRecorder
 from vigil.objectstore import ObjectMissing, ObjectStore
 from vigil.regions import Zone, apply_masks, zone_frames
-from vigil.segments import SegmentDecodeError, decode_segment
+from vigil.segments import SegmentDecodeError, decode_segment, single_threaded_codec
 
 from . import telemetry
 from .control_plane import CameraControl, ConfiguredControl
@@ -598,6 +598,7 @@ class ScoringWorker:
 
     def run(self, *, idle_exit_s: float | None = None) -> None:
         """Consume until :attr:`stop` is set (or nothing arrives for ``idle_exit_s``)."""
+        single_threaded_codec()
         self.subscribe()
         idle_since = time.monotonic()
         while not self.stop.is_set():
