@@ -113,14 +113,16 @@ def _write_table(s: dict) -> None:
     half = s.get("served_half")
     if sat:
         lines.append(f"| **served detector**, {SERVED} (Detect + Encode + Score) | {_fmt(sat['bare_fps'])} frames/s "
-                     f"| {_fmt(sat['e2e_fps'])} frames/s (8 cameras, median of 3) | **{sat['ratio']:.2f}** "
+                     f"| {_fmt(sat['e2e_fps'])} frames/s (8 cameras, median of 3 at {(s['served_saturation']['runs'][0]['git_commit'] or '?')[:7]}) "
+                     f"| **{sat['ratio']:.2f}** "
                      f"| {_fmt(half and half['latency_p95_s'], 2)} s ({_fmt(half and half['latency_p95_over_compute'])}×) "
                      f"| {_fmt(sat['fixed_path_cpu_ms_per_segment'])} ms |")
     for label, key in (("ViT-S-32", "vits32"), ("ViT-B-32", "vitb32")):
         r, h = s.get(f"{key}_sat"), s.get(f"{key}_half")
         if r:
             lines.append(f"| {label} (served detector with this backbone) | {_fmt(r['bare_fps'])} frames/s "
-                         f"| {_fmt(r['e2e_fps'])} frames/s ({r['cameras']} cameras, one run) | {r['ratio']:.2f} "
+                         f"| {_fmt(r['e2e_fps'])} frames/s ({r['cameras']} cameras, one run at {(r['git_commit'] or '?')[:7]}) "
+                         f"| {r['ratio']:.2f} "
                          f"| {_fmt(h and h['latency_p95_s'], 2)} s ({_fmt(h and h['latency_p95_over_compute'])}×) "
                          f"| {_fmt(r['fixed_path_cpu_ms_per_segment'])} ms |")
     if s.get("scale"):

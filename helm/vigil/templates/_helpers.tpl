@@ -170,6 +170,9 @@ spec:
           value: /etc/vigil/config.yaml
         - name: VIGIL_RAY__ADDRESS
           value: auto
+        # replicas share the pod's cores: torch's OpenMP threads sleep between regions rather than spin
+        - name: OMP_WAIT_POLICY
+          value: PASSIVE
         {{- range $k, $val := .extraEnv }}
         - name: {{ $k }}
           value: {{ $val | quote }}
