@@ -38,12 +38,8 @@ def encode_segment(frames_rgb: list[np.ndarray] | np.ndarray, *, quality: int = 
     if len(frames_rgb) == 0:
         raise ValueError("a segment needs at least one frame")
     blobs = []
-    # one colour conversion for the whole segment: OpenCV's thread pool pays its start-up once, not per frame
-    stacked = np.stack(frames_rgb)
-    t, h, w = stacked.shape[:3]
-    bgr = cv2.cvtColor(stacked.reshape(t * h, w, 3), cv2.COLOR_RGB2BGR).reshape(t, h, w, 3)
-    for f in bgr:
-        ok, buf = cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    for f in frames_rgb:  # frame by frame: a stream may change resolution mid-segment
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise ValueError(f"JPEG encoding failed for a frame of shape {f.shape}")
         blobs.append(buf.ravel())

@@ -135,8 +135,7 @@ def bare_encoder_fps(model: Any, segments: list[np.ndarray], *, batch_size: int,
             n_seg += batch_size
             i += 1
         dt = time.perf_counter() - t0
-    return {"fps": frames / dt, "segment_s": dt / n_seg, "batch_s": dt * batch_size / n_seg,
-            "segments": n_seg, "seconds": dt}
+    return {"fps": frames / dt, "segment_s": dt / n_seg, "segments": n_seg, "seconds": dt}
 
 
 def _bare_process(backbone: str, threads: int | None, segments: list[np.ndarray], batch_size: int, seconds: float,
@@ -473,11 +472,10 @@ def run_bench(
         replica_cpu = {"detect": 0.0, "encode": 0.0, "score": 0.0}
 
         def take_stats() -> None:
-            nonlocal busy_s, busy_cpu_s
+            nonlocal busy_s
             st = score_fn.stats()
             batch_sizes.extend(st["batch_sizes"])
             busy_s += st["busy_s"]
-            busy_cpu_s += st.get("busy_cpu_s", 0.0)
             replica_cpu["encode"] += st.get("busy_cpu_s", 0.0)
             for k in ("detect", "score"):
                 replica_cpu[k] += (st.get(k) or {}).get("cpu_s", 0.0)
@@ -489,7 +487,7 @@ def run_bench(
         cpu0, h0 = _cpu_snapshot(), _host_cpu()
         ingest.start(stagger_s=seg_s / cameras)
         batch_sizes: list[int] = []
-        busy_s = busy_cpu_s = 0.0
+        busy_s = 0.0
         expected = cameras * (n_frames // T)
         deadline = time.monotonic() + seconds + seg_s + (drain_s if drain_s is not None else seconds)
         while time.monotonic() < deadline:
@@ -581,7 +579,7 @@ def run_bench(
             "stage_seconds": stage,
             "encoder_busy_s": round(busy_s, 2),
             # CPU of the Encode process while encoding over the wall time: cores the forward passes kept busy
-            "encoder_cpu_over_busy": round(busy_cpu_s / max(1e-9, busy_s), 3), "encoder_utilisation": round(busy_s / max(1e-9, wall), 3),
+            "encoder_cpu_over_busy": round(replica_cpu["encode"] / max(1e-9, busy_s), 3), "encoder_utilisation": round(busy_s / max(1e-9, wall), 3),
             # the encoder's own rate inside its Serve replica during the run (same load as e2e)
             "encode_fps_in_replica": round(len(rows) * T / max(1e-9, busy_s), 3),
             "batch_size_hist": {str(k): v for k, v in sorted(Counter(batch_sizes).items())},

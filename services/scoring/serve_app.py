@@ -27,6 +27,7 @@ services/scoring/serve_config.yaml`` (import path ``services.scoring.serve_app:a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -359,10 +360,9 @@ class Ingress:
     async def encoder_stats(self) -> dict[str, Any]:
         """Encode's batch sizes and busy time since the last call, with the CPU seconds Detect and
         Score spent in their stage functions (the rest of a replica's CPU is its Serve hop)."""
-        out = await self.encoder.stats.remote()
-        out["detect"] = await self.detector.stats.remote()
-        out["score"] = await self.scorer.stats.remote()
-        return out
+        encode, detect, score = await asyncio.gather(
+            self.encoder.stats.remote(), self.detector.stats.remote(), self.scorer.stats.remote())
+        return {**encode, "detect": detect, "score": score}
 
     async def scorer_info(self) -> dict[str, Any]:
         return await self.scorer.info.remote()
