@@ -637,6 +637,9 @@ def _register_dataset_eval(dataset: str) -> None:
         train_minutes: Annotated[Optional[float], typer.Option(
             min=0.05, help="learn normality from only the first N minutes of the normal footage (a live "
             "camera's normal period)")] = None,
+        at_fps: Annotated[Optional[float], typer.Option(
+            min=0.5, help="train and score the footage resampled to this frame rate, e.g. 4 (the live "
+            "default); the labels follow the kept frames")] = None,
     ) -> None:
         from services.eval.ucsd import run_dataset_eval
 
@@ -645,10 +648,13 @@ def _register_dataset_eval(dataset: str) -> None:
             raise _fail(f"{root} is not a {dataset} root: it has no {test_dir}/ folder")
         if through_stack and ablation:
             raise _fail("--ablation runs offline only; drop it or --through-stack")
-        res = run_dataset_eval(root, json_out, dataset=dataset, checkpoint=checkpoint, steps=steps, seed=seed,
-                               ablation=ablation, clips=clips.split(",") if clips else None, threads=threads,
-                               through_stack=through_stack, train_minutes=train_minutes)
-        typer.echo(json.dumps({k: res[k] for k in ("dataset", "path", "auc", "auc_video_norm", "ap", "frames",
+        try:
+            res = run_dataset_eval(root, json_out, dataset=dataset, checkpoint=checkpoint, steps=steps, seed=seed,
+                                   ablation=ablation, clips=clips.split(",") if clips else None, threads=threads,
+                                   through_stack=through_stack, train_minutes=train_minutes, at_fps=at_fps)
+        except ValueError as exc:  # a test clip not in the root, a rate the footage cannot be resampled to
+            raise _fail(str(exc)) from None
+        typer.echo(json.dumps({k: res[k] for k in ("dataset", "path", "fps", "auc", "auc_video_norm", "ap", "frames",
                                                    "train_seconds", "train_frames", "score_fps", "model_version")
                                if k in res},
                               indent=2))

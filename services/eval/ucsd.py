@@ -84,6 +84,7 @@ def run_dataset_eval(
     through_stack: bool = False,
     settings: Any = None,
     train_minutes: float | None = None,
+    at_fps: float | None = None,
 ) -> dict[str, Any]:
     """Evaluate on a dataset root (``dataset``: a key of :data:`READERS`); returns the metrics
     and writes them to ``json_out`` when given.
@@ -101,6 +102,10 @@ def run_dataset_eval(
     Kafka → Serve → SQL) and the metrics come from the SQL rows (:mod:`services.eval.stack`);
     ``settings`` of a running stack (endpoints resolved), or a fresh embedded stack is started
     in the work folder. The zero-shot backbone is then the stack's ``model.backbone``.
+
+    ``at_fps``: train and score the footage as a camera at this rate would have recorded it
+    (e.g. the live default, 4): every clip, normal and test, is resampled first
+    (:func:`~vigil.datasets.base.resample_clip`) and the labels with it.
     """
     import torch
 
@@ -115,7 +120,7 @@ def run_dataset_eval(
     read = READERS[dataset]
     root = Path(root)
     test = read(root, "testing")
-    fps = float(fps or test[0].fps)
+    source_fps = float(fps or test[0].fps)
     if clips is not None:
         wanted = set(clips)
         test = [c for c in test if c.name in wanted]
@@ -126,6 +131,10 @@ def run_dataset_eval(
     if work_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix=f"vigil-{dataset}-")
         work_dir = tmp.name
+    fps = source_fps
+    if at_fps is not None:
+        test = _resampled(test, source_fps, at_fps, Path(work_dir) / f"at_{at_fps:g}fps" / "testing", progress)
+        fps = float(at_fps)
     if through_stack:
         from vigil.config import load_settings
 
@@ -139,6 +148,9 @@ def run_dataset_eval(
         training = read(root, "training")
         if train_clips is not None:
             training = [c for c in training if c.name in set(train_clips)]
+        if at_fps is not None:
+            training = _resampled(training, source_fps, at_fps, Path(work_dir) / f"at_{at_fps:g}fps" / "training",
+                                  progress)
         kwargs: dict[str, Any] = {} if steps is None else {"steps": steps}
         if train_minutes is not None:  # a live camera's normal period: the first minutes of normal footage
             kwargs["max_seconds"] = 60.0 * train_minutes
@@ -202,6 +214,7 @@ def run_dataset_eval(
                 "per_clip": per_clip,
                 "segment_frames": segment_frames,
                 "fps": fps,
+                "source_fps": source_fps,
                 "streams": list(streams),
                 "model_version": "+".join(
                     ([zero_shot.version] if zero_shot is not None else []) + [f"normality:{model.version}"]),
@@ -219,6 +232,17 @@ def run_dataset_eval(
     if tmp is not None:
         tmp.cleanup()
     return result
+
+
+def _resampled(clips: Sequence[Any], source_fps: float, at_fps: float, out: Path, progress: bool) -> list[Any]:
+    from dataclasses import replace
+
+    from tqdm.auto import tqdm
+
+    from vigil.datasets.base import resample_clip
+
+    return [resample_clip(replace(c, fps=source_fps), at_fps, out / c.name)
+            for c in tqdm(clips, desc=f"resampling to {at_fps:g} fps", unit="clip", disable=not progress)]
 
 
 def _through_stack(settings: Any, test: Sequence[Any], checkpoint: Any, fps: float, segment_frames: int,

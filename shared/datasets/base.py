@@ -67,6 +67,34 @@ class Clip:
         return np.stack(list(self.iter_frames()))
 
 
+def resample_clip(clip: Clip, fps: float, out_dir: Path) -> Clip:
+    """The clip as a camera at ``fps`` would have recorded it: for each tick ``i / fps`` the
+    source frame shown at that moment (the latest one at or before it), written as PNG frames
+    to ``out_dir`` (lossless: the model sees the source pixels), with the labels of those frames.
+
+    Frame rate is data, not a constant of the detector: the same defaults are measured at each
+    dataset's own rate and at the live default (4 fps). Only slowing down is meaningful; a rate
+    at or above the source's is refused."""
+    if not 0 < fps < clip.fps:
+        raise ValueError(f"resampling {clip.name} ({clip.fps:g} fps) to {fps:g} fps: give a rate between 0 and "
+                         f"the source's {clip.fps:g} fps")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_src = len(clip)
+    keep = np.floor(np.arange(int(np.ceil(n_src * fps / clip.fps))) * clip.fps / fps + 1e-6).astype(int)
+    keep = keep[keep < n_src]
+    wanted = set(keep.tolist())
+    paths = []
+    for i, img in enumerate(clip.iter_frames()):
+        if i in wanted:
+            paths.append(out_dir / f"{len(paths):06d}.png")
+            cv2.imwrite(str(paths[-1]), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    if len(paths) != len(keep):
+        raise DatasetLayoutError(f"{clip.source} holds {len(paths)} of the {n_src} frames it announces")
+    labels = None if clip.labels is None else np.asarray(clip.labels)[keep]
+    return Clip(name=clip.name, source=out_dir, labels=labels, fps=float(fps), frame_paths=paths)
+
+
 def image_files(folder: Path) -> list[Path]:
     """Images of a folder in name order (natural order for zero-padded names)."""
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -95,3 +95,20 @@ def test_eval_learns_from_only_the_first_minutes_of_normal_footage(tmp_path):
     assert out["train_frames"] == meta["train_frames"] == 90 and out["train_minutes"] == 0.15
     assert sorted(meta["train_clips"] + meta["calibration_clips"]) == ["01", "02"]
     assert out["frames"] == 120 and np.isfinite(out["auc"])
+
+
+def test_eval_at_the_live_frame_rate_resamples_normal_and_test_footage(tmp_path):
+    """--at-fps 4: footage recorded at 10 fps is trained and scored as a 4 fps camera would see it."""
+    from services.cli import app
+    from services.eval.ucsd import run_dataset_eval
+
+    _avenue(tmp_path / "data")
+    out = run_dataset_eval(tmp_path / "data", dataset="avenue", steps=10, config=TINY, fps=FPS, progress=False,
+                           at_fps=4.0, work_dir=tmp_path / "w")
+    assert out["fps"] == 4.0 and out["source_fps"] == FPS
+    assert out["frames"] == 2 * 24  # 60 frames at 10 fps = 6 s = 24 frames at 4 fps, per test clip
+    assert out["checkpoint_meta"]["train_frames"] == 4 * 24  # the normal videos were resampled too
+    assert out["per_clip"]["01"]["abnormal"] == 12  # frames 30.. at 10 fps -> ticks 12.. at 4 fps
+    # the CLI reads the footage at Avenue's own 25 fps: it cannot be resampled up to 30
+    res = CliRunner().invoke(app, ["eval", "avenue", "--root", str(tmp_path / "data"), "--at-fps", "30"])
+    assert res.exit_code != 0 and "between 0 and the source's 25 fps" in res.output

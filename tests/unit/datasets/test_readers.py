@@ -129,3 +129,30 @@ def test_snippet_scores_repeat_to_frames():
     assert np.all(out[:16] == 0.1) and np.all(out[16:] == 0.9)
     with pytest.raises(ValueError):
         snippet_scores_to_frames(np.array([]), 5)
+
+
+def test_resample_keeps_the_frame_shown_at_each_tick_and_its_label(tmp_path):
+    from vigil.datasets.base import Clip, resample_clip
+
+    # 25 frames at 10 fps, each frame's grey level 10 x its index: the kept indices can be read back
+    (tmp_path / "src").mkdir()
+    for i in range(25):
+        cv2.imwrite(str(tmp_path / "src" / f"{i:03d}.png"), np.full((16, 24, 3), 10 * i, np.uint8))
+    labels = np.zeros(25, np.uint8)
+    labels[10:15] = 1
+    src = Clip(name="c", source=tmp_path / "src", labels=labels, fps=10.0,
+               frame_paths=sorted((tmp_path / "src").iterdir()))
+    out = resample_clip(src, 4.0, tmp_path / "out")
+    kept = [int(f[0, 0, 0]) // 10 for f in out.iter_frames()]
+    assert kept == [0, 2, 5, 7, 10, 12, 15, 17, 20, 22]  # t = i / 4 s -> the frame shown then (10 fps)
+    assert out.fps == 4.0 and len(out) == 10
+    assert out.labels.tolist() == [0, 0, 0, 0, 1, 1, 0, 0, 0, 0]
+
+
+def test_resample_refuses_a_rate_the_footage_cannot_give(tmp_path):
+    from vigil.datasets.base import Clip, resample_clip
+
+    _frames(tmp_path / "src", 4)
+    src = Clip(name="c", source=tmp_path / "src", fps=4.0, frame_paths=sorted((tmp_path / "src").iterdir()))
+    with pytest.raises(ValueError, match="between 0 and the source's 4 fps"):
+        resample_clip(src, 10.0, tmp_path / "out")
