@@ -410,6 +410,11 @@ class CameraParams(_Strict):
         False, description="let the adapting threshold fall below the calibrated one when the scene's normal scores "
         "fall; off: it only rises (a falling threshold let a dark scene's noise through on the SynthCity dusk, "
         "benchmarks/synthcity_dusk.json)")
+    event_relearn_after_s: float = Field(
+        600.0, ge=0, le=7 * 24 * 3600, description="calibrated mode: an event open this long is the scene that "
+        "changed (a fast dusk, a new light), not an incident: it ends there and the threshold is learnt again from "
+        "the segments that follow (an adapting threshold stands still during an event, so a drift that opened one "
+        "would otherwise keep it open for ever and swallow every later anomaly); 0 = never")
     smoothing_alpha: float = Field(1.0, gt=0, le=1, description="EMA weight of the newest score; 1 = none")
     pre_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip starts this long before the event")
     post_roll_s: float = Field(4.0, ge=0, le=120, description="evidence clip ends this long after the event")

@@ -32,6 +32,10 @@ Rules (per segment, in seq order):
 - an open event is extended by every segment; it ends after ``end_after_segments``
   consecutive smoothed scores < ``release`` (hysteresis: release ≤ threshold); the
   trailing quiet segments are not part of it;
+- calibrated mode: an event open for ``event_relearn_after_s`` is the scene that changed, not
+  an incident (the threshold stands still during an event, so a drift faster than it adapts
+  would keep the event open for ever and merge every later anomaly into it): it ends at that
+  segment and the threshold is learnt again from the next ``calibration_segments``;
 - the stream breaks where the camera's sequence restarts (a new ingest run) or its next segment
   starts more than ``event_gap_s`` after the last one ended: an open event ends at its last
   segment, a pending run and the smoothing start afresh, so an incident after a restart or an
@@ -118,6 +122,7 @@ class EventTracker:
     quiet: int = 0  # consecutive segments under release while open
     open: dict[str, Any] | None = None
     max_gap_s: float = 0.0  # event_gap_s (0: never by time; states stored before it existed)
+    relearn_after_s: float = 0.0  # event_relearn_after_s, calibrated mode (0: never; states stored before it)
     last_seq: int | None = None  # the previous segment's, to see the stream break
     last_t_end: str | None = None
 
@@ -141,6 +146,7 @@ class EventTracker:
             adapt_step=params.threshold_adapt_step,
             adapt_down=params.threshold_adapt_down,
             max_gap_s=params.event_gap_s,
+            relearn_after_s=params.event_relearn_after_s if cal else 0.0,
         )
 
     @property
@@ -168,6 +174,7 @@ class EventTracker:
         self.min_event_segments, self.end_after_segments = params.min_event_segments, params.end_after_segments
         self.alpha = params.smoothing_alpha
         self.max_gap_s = params.event_gap_s
+        self.relearn_after_s = params.event_relearn_after_s if params.threshold_mode == "calibrated" else 0.0
 
     def _stream_broke(self, seq: int, t_start: datetime) -> bool:
         if self.last_seq is None:
@@ -179,8 +186,9 @@ class EventTracker:
         return False
 
     def _relearn(self) -> None:
-        """Another model scores the camera from now on: its scores live on another scale, so the
-        learnt threshold (and the adaptation window) no longer apply; learn them again."""
+        """Another model scores the camera from now on (its scores live on another scale), or the
+        scene changed under an event that lasted: the learnt threshold (and the adaptation window)
+        no longer apply; learn them again."""
         self.calibrated, self.seen, self.skip = False, 0, 0
         self.normal_scores, self.recent, self.pending, self.smoothed = [], [], [], None
 
@@ -285,6 +293,13 @@ class EventTracker:
             return out
 
         ev = TrackedEvent(**self.open)
+        if self.relearn_after_s and (t_end - datetime.fromisoformat(ev.t_start)).total_seconds() >= self.relearn_after_s:
+            # open this long, it is the scene that changed: the event ends here, the threshold is learnt anew
+            if s >= self.release:
+                _absorb(ev, seg)
+            self.open, self.quiet = None, 0
+            self._relearn()
+            return [Transition("end", ev)]
         if s < self.release:
             self.quiet += 1
             if self.quiet >= self.end_after_segments:

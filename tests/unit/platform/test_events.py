@@ -240,3 +240,38 @@ def test_a_state_stored_before_stream_breaks_existed_loads():
     tr = EventTracker.for_camera("cam", CameraParams(threshold_mode="fixed", threshold=0.5))
     old = {k: v for k, v in tr.to_dict().items() if k not in ("max_gap_s", "last_seq", "last_t_end")}
     assert EventTracker.from_dict(old).max_gap_s == 0.0
+
+
+def _fast_dusk(relearn_after_s: float):
+    """4-second segments; the normal level climbs 0.2 -> 0.5 in 17 minutes (faster than the threshold
+    adapts), then holds; two anomalies of 3 segments at 0.97 come after, 10 minutes apart."""
+    from datetime import timedelta
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    level = np.concatenate([np.full(120, 0.2), np.linspace(0.2, 0.5, 250), np.full(400, 0.5)])
+    scores = np.clip(level + rng.normal(0, 0.03, len(level)), 0, 1)
+    for a in (550, 700):
+        scores[a:a + 3] = 0.97
+    tr = EventTracker.for_camera("cam", CameraParams(calibration_skip_segments=0, calibration_segments=16,
+                                                     event_relearn_after_s=relearn_after_s))
+    events: dict[str, list[int]] = {}
+    for i, s in enumerate(scores):
+        t = T0 + timedelta(seconds=4 * i)
+        for tn in tr.update(segment_id=f"s{i}", seq=i, t_start=t, t_end=t + timedelta(seconds=4), score=float(s)):
+            events[tn.event.id] = [tn.event.first_seq, tn.event.last_seq]
+    return events, tr
+
+
+def test_an_event_a_fast_drift_opened_ends_and_the_threshold_is_learnt_again():
+    stuck, tr_stuck = _fast_dusk(relearn_after_s=0)
+    # without it: the drift opens an event that never ends, and both anomalies vanish inside it
+    last = max(stuck.values())
+    assert tr_stuck.open is not None and last[0] < 400 and last[1] >= 702
+    relearnt, tr = _fast_dusk(relearn_after_s=600)
+    spans = sorted(relearnt.values())
+    assert all(b - a + 1 <= 151 for a, b in spans)  # 600 s of 4 s segments, at most
+    # once relearnt at the new level, each anomaly is an event of its own
+    assert [550, 552] in spans and [700, 702] in spans
+    assert tr.calibrated_threshold > 0.5
