@@ -35,7 +35,8 @@ Rules (per segment, in seq order):
 - calibrated mode: an event open for ``event_relearn_after_s`` is the scene that changed, not
   an incident (the threshold stands still during an event, so a drift faster than it adapts
   would keep the event open for ever and merge every later anomaly into it): it ends at that
-  segment and the threshold is learnt again from the next ``calibration_segments``;
+  segment and the threshold is learnt again from the next ``calibration_segments``, keeping
+  the floor learnt before, so it can follow the scene back down (dusk, then dawn);
 - the stream breaks where the camera's sequence restarts (a new ingest run) or its next segment
   starts more than ``event_gap_s`` after the last one ended: an open event ends at its last
   segment, a pending run and the smoothing start afresh, so an incident after a restart or an
@@ -123,6 +124,7 @@ class EventTracker:
     open: dict[str, Any] | None = None
     max_gap_s: float = 0.0  # event_gap_s (0: never by time; states stored before it existed)
     relearn_after_s: float = 0.0  # event_relearn_after_s, calibrated mode (0: never; states stored before it)
+    kept_floor: float | None = None  # while relearning after a change of scene: the floor learnt before it
     last_seq: int | None = None  # the previous segment's, to see the stream break
     last_t_end: str | None = None
 
@@ -189,7 +191,7 @@ class EventTracker:
         """Another model scores the camera from now on (its scores live on another scale), or the
         scene changed under an event that lasted: the learnt threshold (and the adaptation window)
         no longer apply; learn them again."""
-        self.calibrated, self.seen, self.skip = False, 0, 0
+        self.calibrated, self.seen, self.skip, self.kept_floor = False, 0, 0, None
         self.normal_scores, self.recent, self.pending, self.smoothed = [], [], [], None
 
     def _calibrate(self, s: float) -> bool:
@@ -203,7 +205,11 @@ class EventTracker:
         import numpy as np
 
         learnt = float(np.quantile(np.asarray(self.normal_scores), self.calib_q)) + self.calib_margin
-        self.threshold = self.calibrated_threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
+        self.threshold = round(min(0.99, max(self.calib_floor, learnt)), 6)
+        # after a change of scene (same model) the threshold may come back down to where it was
+        # learnt before it (dusk, then dawn); after a new model, the new scale sets the floor
+        self.calibrated_threshold = self.threshold if self.kept_floor is None else min(self.kept_floor, self.threshold)
+        self.kept_floor = None
         self._release_from(self.normal_scores)
         self.recent = self.normal_scores[-self.adapt_window:] if self.adapt_window else []
         self.normal_scores = []
@@ -298,7 +304,9 @@ class EventTracker:
             if s >= self.release:
                 _absorb(ev, seg)
             self.open, self.quiet = None, 0
+            floor = self.calibrated_threshold
             self._relearn()
+            self.kept_floor = floor
             return [Transition("end", ev)]
         if s < self.release:
             self.quiet += 1
