@@ -115,7 +115,9 @@ def threshold_runs(scores: list[float], descriptions: list[list[dict]], labels: 
     anomaly_runs = _runs(y)
     runs = {}
     for name, params in (("adapting", CameraParams(fps=fps, frames_per_segment=segment_frames)),
-                         ("frozen", CameraParams(fps=fps, frames_per_segment=segment_frames, threshold_adapt_window=0))):
+                         # the old behaviour: never moves after calibration, not even after a long event
+                         ("frozen", CameraParams(fps=fps, frames_per_segment=segment_frames, threshold_adapt_window=0,
+                                                 event_relearn_after_s=0))):
         events, thr = _events(scores[first:], descriptions[first:], params, segment_frames / fps)
         events = [(a + first, b + first) for a, b in events]
         false = [e for e in events if not y[e[0]:e[1] + 1].any()]
